@@ -1,0 +1,3 @@
+"""serialhs: serial and modem hardware-handshake controller."""
+
+__version__ = "0.1.0"
