@@ -15,6 +15,7 @@ original cause stays attached.
     │   ├── PortNotOpenError        an operation on a closed port
     │   ├── PortDisconnectedError   the device vanished (unplugged, peer gone)
     │   ├── LinesUnsupportedError   the port has no modem control lines
+    │   ├── InputOverflowError      more input than a bounded read allows (.partial)
     │   └── PortIOError             any other OS or pyserial failure
     ├── SerialTimeoutError          a wait ran out (TimeoutError too)
     │   ├── ReadTimeout             carries .partial: the bytes received so far
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "InputOverflowError",
     "LineWaitTimeout",
     "LinesUnsupportedError",
     "PortBusyError",
@@ -162,6 +164,25 @@ class PortDisconnectedError(PortError):
 
 class LinesUnsupportedError(PortError):
     """The port cannot read or drive modem control lines (ptys, socket://, some adapters)."""
+
+
+class InputOverflowError(PortError):
+    """A bounded read (a line, a frame) got more bytes than its limit without the
+    terminator. ``partial`` holds every byte taken from the port, so nothing is lost."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        port: str | None = None,
+        operation: str | None = None,
+        hint: str | None = None,
+        partial: bytes = b"",
+    ) -> None:
+        self.partial = partial
+        super().__init__(
+            f"{message}; start: {_preview(partial)}", port=port, operation=operation, hint=hint
+        )
 
 
 class PortIOError(PortError, OSError):

@@ -191,7 +191,11 @@ def _coerce(kind: type[enum.Enum], value: Any) -> Any:
         value = int(value) if value.is_integer() else value
     if isinstance(value, str) and kind is not StopBits:
         for member in kind:
-            if member.value == value or member.value == value.upper() or member.value == value.lower():
+            if (
+                member.value == value
+                or member.value == value.upper()
+                or member.value == value.lower()
+            ):
                 return member
         return kind[value.upper()]
     return kind(value)

@@ -1,0 +1,3 @@
+from serialhs.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The serialhs command line, run as a separate process as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def serialhs(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "serialhs", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_ports_json_is_valid_json_without_hardware():
+    result = serialhs("ports", "--json")
+    assert result.returncode == 0, result.stderr
+    ports = json.loads(result.stdout)
+    assert isinstance(ports, list)
+    for port in ports:
+        assert {"device", "vid", "pid", "serial_number", "profile"} <= port.keys()
+
+
+def test_ports_table():
+    result = serialhs("ports")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_lines_show_and_set_on_loop():
+    result = serialhs("lines", "loop://", "--set", "rts=1,dtr=0", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "rts": True,
+        "dtr": False,
+        "cts": True,
+        "dsr": False,
+        "dcd": True,
+        "ri": False,
+    }
+
+
+def test_lines_pulse_restores_the_line():
+    result = serialhs("lines", "loop://", "--set", "dtr=1", "--pulse", "dtr:0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["dsr"] is True
+
+
+def test_lines_watch_stops_after_duration():
+    result = serialhs("lines", "loop://", "--watch", "--duration", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert "CTS=" in result.stdout
+
+
+def test_lines_on_a_pty_fails_with_the_reason(serial_pair):
+    result = serialhs("lines", serial_pair.a)
+    assert result.returncode == 1
+    assert "pseudo-terminal" in result.stderr and serial_pair.a in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["lines", "loop://", "--set", "cts=1"], "input"),
+        (["lines", "loop://", "--pulse", "dtr"], "LINE:SECONDS"),
+        (["lines", "/dev/ttyNOPE9"], "no such device"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(args, needle):
+    result = serialhs(*args)
+    assert result.returncode == 1
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    saved = tmp_path / "demo.txt"
+    result = serialhs("demo", "--transcript", str(saved), timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "16384 bytes of every value A->B, intact: True" in out
+    assert "typed error, as expected" in out
+    assert "CTS=1 DSR=1" in out
+    text = saved.read_text()
+    assert " tx " in text and " rx " in text and "settings" in text
