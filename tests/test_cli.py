@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +34,31 @@ def test_ports_table():
     result = serialhs("ports")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("umockdev-run") is None, reason="needs umockdev-run")
+def test_ports_names_a_usb_adapter_by_its_profile():
+    # umockdev presents the sysfs of a USB FT232R (and /dev/ttyUSB0) to the child.
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [
+            "umockdev-run",
+            "--device",
+            str(root / "tests/data/umockdev/ft232r.umockdev"),
+            "--",
+            sys.executable,
+            "-m",
+            "serialhs",
+            "ports",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "/dev/ttyUSB0" in line)
+    assert "0403:6001" in row and "ft232r" in row and "A50285BI" in row
 
 
 def test_lines_show_and_set_on_loop():
