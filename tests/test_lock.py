@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -540,15 +541,24 @@ def test_permission_denied_names_directory(
     assert isinstance(info.value.__cause__, PermissionError)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_lock_dir(tmp_path: pathlib.Path) -> None:
+def test_read_only_lock_dir(tmp_path: pathlib.Path, unprivileged: Any) -> None:
     locked = tmp_path / "ro"
     locked.mkdir(mode=0o555)
-    try:
-        with pytest.raises(PortPermissionError):
+    tmp_path.chmod(0o755)
+
+    def attempt() -> str:
+        try:
             UucpLock(DEVICE, lock_dir=locked).acquire()
+        except PortPermissionError as e:
+            return f"PERMISSION {e}"
+        return "ACQUIRED"
+
+    try:
+        message = unprivileged(attempt)
     finally:
         locked.chmod(0o755)
+    assert message.startswith("PERMISSION"), message
+    assert str(locked) in message
 
 
 def test_missing_lock_dir_is_an_io_error(tmp_path: pathlib.Path) -> None:
@@ -609,15 +619,23 @@ def test_exclusive_fd_sets_and_clears_tiocexcl(pty: tuple[int, int, str]) -> Non
         os.close(fd)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may open a tty despite TIOCEXCL")
-def test_tiocexcl_refuses_another_open(pty: tuple[int, int, str]) -> None:
+def test_tiocexcl_refuses_another_open(pty: tuple[int, int, str], unprivileged: Any) -> None:
     _, _, slave_path = pty
+    os.chmod(slave_path, 0o666)  # so that only TIOCEXCL can refuse the open
+
+    def attempt() -> str:
+        try:
+            os.close(os.open(slave_path, os.O_RDWR | os.O_NOCTTY))
+        except OSError as e:
+            return errno.errorcode.get(e.errno or 0, "?")
+        return "OPENED"
+
     fd = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
     try:
         exclusive_fd(fd, port=slave_path)
-        with pytest.raises(OSError) as info:
-            os.close(os.open(slave_path, os.O_RDWR | os.O_NOCTTY))
-        assert info.value.errno == errno.EBUSY
+        assert unprivileged(attempt) == "EBUSY"
+        release_fd(fd)
+        assert unprivileged(attempt) == "OPENED"
     finally:
         release_fd(fd)
         os.close(fd)

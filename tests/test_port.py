@@ -175,33 +175,18 @@ def test_unknown_url_scheme_is_a_config_error():
         Port("nosuch://x").open()
 
 
-def test_permission_denied_is_typed_and_suggests_the_fix(serial_pair, tmp_path):
+def test_permission_denied_is_typed_and_suggests_the_fix(serial_pair, unprivileged):
     device = os.path.realpath(serial_pair.a)
     os.chmod(device, 0o600)
-    # Root reads everything, so the open is tried by a forked child that has
-    # dropped to an unprivileged user.
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
+
+    def attempt() -> str:
         try:
-            os.close(read_end)
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            try:
-                Port(device, exclusive=False).open()
-                message = "OPENED"
-            except PortPermissionError as e:
-                message = f"PERMISSION {e}"
-            except BaseException as e:
-                message = f"OTHER {type(e).__name__}: {e}"
-            os.write(write_end, message.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        message = pipe.read().decode()
-    os.waitpid(pid, 0)
+            Port(device, exclusive=False).open()
+        except PortPermissionError as e:
+            return f"PERMISSION {e}"
+        return "OPENED"
+
+    message = unprivileged(attempt)
     assert message.startswith("PERMISSION"), message
     assert device in message and "dialout" in message
 

@@ -12,7 +12,9 @@ from serialhs.driver.discovery import list_ports
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("ports", help="list serial ports")
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.add_argument("--all", action="store_true", help="also list symlinks in /dev that point at serial ports")
+    p.add_argument(
+        "--all", action="store_true", help="also list symlinks in /dev that point at serial ports"
+    )
     p.set_defaults(run=run)
 
 
