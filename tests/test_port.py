@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -392,3 +393,11 @@ def test_transcript_records_both_directions_and_redacts(serial_pair, lock_dir, t
 def test_open_port_helper_parses_settings(serial_pair, lock_dir):
     with open_port(serial_pair.a, "19200 8E1", lock_dir=lock_dir) as port:
         assert port.settings == SerialSettings.parse("19200 8E1")
+
+
+def test_transcript_text_cuts_long_data_but_jsonl_keeps_it():
+    transcript = Transcript()
+    transcript.record("tx", "p", bytes(200))
+    line = transcript.to_text().strip()
+    assert line.endswith("(+136 bytes)") and line.count(" 00") == 64
+    assert bytes.fromhex(json.loads(transcript.to_jsonl())["hex"]) == bytes(200)

@@ -44,12 +44,16 @@ class Event:
             "text": self.text,
         }
 
-    def format(self) -> str:
-        """One human-readable line, e.g. ``+0.001234 /dev/ttyUSB0 tx 41 54 0d |AT.|``."""
+    def format(self, limit: int = 64) -> str:
+        """One human-readable line, e.g. ``+0.001234 /dev/ttyUSB0 tx 41 54 0d |AT.|``.
+
+        At most ``limit`` bytes of data are shown; the rest is counted."""
         body = self.text
         if self.data:
-            printable = "".join(chr(b) if 32 <= b < 127 else "." for b in self.data)
-            body = f"{self.data.hex(' ')} |{printable}|" + (f" {self.text}" if self.text else "")
+            shown = self.data[:limit]
+            printable = "".join(chr(b) if 32 <= b < 127 else "." for b in shown)
+            more = f" (+{len(self.data) - limit} bytes)" if len(self.data) > limit else ""
+            body = f"{shown.hex(' ')} |{printable}|{more}" + (f" {self.text}" if self.text else "")
         return f"+{self.t:.6f} {self.port} {self.kind:<8} {body}".rstrip()
 
 
@@ -98,8 +102,9 @@ class Transcript:
             e.data for e in self.events if e.kind == kind and (port is None or e.port == port)
         )
 
-    def to_text(self) -> str:
-        lines = [e.format() for e in self.events]
+    def to_text(self, limit: int = 64) -> str:
+        """One line per event, data cut at ``limit`` bytes (JSON lines keep everything)."""
+        lines = [e.format(limit) for e in self.events]
         if self.dropped:
             lines.insert(0, f"# {self.dropped} earlier event(s) dropped (max_events reached)")
         return "\n".join(lines) + "\n"
