@@ -143,9 +143,9 @@ class PortNotOpenError(PortError):
     """An operation was attempted on a port that is not open."""
 
 
-class PortDisconnectedError(PortError):
-    """The device went away (unplugged, peer process gone). ``partial`` holds bytes
-    received before the loss was noticed."""
+class _PartialDataError(PortError):
+    """A port error that hands back ``partial``: the bytes taken from the port
+    before the failure, so that nothing received is lost."""
 
     def __init__(
         self,
@@ -158,31 +158,22 @@ class PortDisconnectedError(PortError):
     ) -> None:
         self.partial = partial
         if partial:
-            message = f"{message}; {len(partial)} byte(s) received before: {_preview(partial)}"
+            message = f"{message}; {len(partial)} byte(s) received: {_preview(partial)}"
         super().__init__(message, port=port, operation=operation, hint=hint)
+
+
+class PortDisconnectedError(_PartialDataError):
+    """The device went away (unplugged, peer process gone). ``partial`` holds bytes
+    received before the loss was noticed."""
 
 
 class LinesUnsupportedError(PortError):
     """The port cannot read or drive modem control lines (ptys, socket://, some adapters)."""
 
 
-class InputOverflowError(PortError):
+class InputOverflowError(_PartialDataError):
     """A bounded read (a line, a frame) got more bytes than its limit without the
     terminator. ``partial`` holds every byte taken from the port, so nothing is lost."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        port: str | None = None,
-        operation: str | None = None,
-        hint: str | None = None,
-        partial: bytes = b"",
-    ) -> None:
-        self.partial = partial
-        super().__init__(
-            f"{message}; start: {_preview(partial)}", port=port, operation=operation, hint=hint
-        )
 
 
 class PortIOError(PortError, OSError):
