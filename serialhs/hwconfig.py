@@ -2,7 +2,7 @@
 
 Profiles live in directories searched in order (see :func:`config_dirs`); each
 kind of profile has its own sub-directory (``adapters/``, later ``modems/``,
-``boards/``, ``wirings/``) and one top-level table named after its kind
+``boards/``, ``wiring/``) and one top-level table named after its kind
 (``[adapter]``, ``[modem]``, ...). A profile's name is its file name without
 ``.toml``; a profile in an earlier directory hides one of the same name in a
 later directory.

@@ -1,0 +1,30 @@
+"""Protocol cores are sans-I/O: importing one brings no sockets, threads or ports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+IO_MODULES = ("socket", "select", "selectors", "threading", "subprocess", "serial", "asyncio")
+
+CORES = [
+    "serialhs.sim.uart",
+    "serialhs.sim.faults",
+    "serialhs.sim.wiring",
+    "serialhs.sim.trace",
+    "serialhs.sim.wirecore",
+]
+
+
+@pytest.mark.parametrize("module", CORES)
+def test_a_core_imports_no_io(module):
+    code = (
+        f"import sys, {module}\n"
+        f"print(','.join(m for m in {IO_MODULES!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "", f"{module} pulled in: {result.stdout.strip()}"
