@@ -6,14 +6,21 @@ Options
     ``--port PORT``  a real serial port or pyserial URL for tests marked ``hardware``
     ``--baud N``     the baud rate for that port (default 115200)
 
-Marker
+Markers
     ``@pytest.mark.hardware``  the test needs real hardware; it is skipped unless
     ``--port`` is given.
+    ``@pytest.mark.wire(**options)``  options for the ``wire`` fixture (the
+    keyword arguments of :class:`serialhs.sim.wire.Wire`: settings, wiring,
+    faults, seed, paced, overflow, ...). Indirect parametrisation works too:
+    ``@pytest.mark.parametrize("wire", [{"settings": "9600 8N1"}], indirect=True)``.
 
 Fixtures
     ``serial_pair``    a started :class:`serialhs.sim.SocatPair` (two connected ptys),
                        stopped after the test whatever its outcome. Fails (never
                        skips) when socat is not installed.
+    ``wire``           a started :class:`serialhs.sim.wire.Wire` (a virtual null
+                       modem with control lines, UART timing and faults), stopped
+                       after the test.
     ``hardware_port``  the ``--port`` value (skips the test when absent)
     ``hardware_baud``  the ``--baud`` value
 
@@ -31,6 +38,7 @@ import pytest
 
 if TYPE_CHECKING:
     from serialhs.sim import SocatPair
+    from serialhs.sim.wire import Wire
 
 __all__ = [
     "DEFAULT_BAUD",
@@ -38,6 +46,7 @@ __all__ = [
     "hardware_baud",
     "hardware_port",
     "serial_pair",
+    "wire",
 ]
 
 DEFAULT_BAUD = 115200
@@ -78,10 +87,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+WIRE_MARKER = "wire"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{HARDWARE_MARKER}: needs a real serial port given with --port (skipped otherwise)",
+    )
+    config.addinivalue_line(
+        "markers", f"{WIRE_MARKER}(**options): options for the wire fixture (see serialhs.sim.Wire)"
     )
 
 
@@ -140,3 +155,25 @@ def serial_pair() -> Iterator[SocatPair]:
         yield pair
     finally:
         pair.stop()
+
+
+@pytest.fixture
+def wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
+    """A started virtual null-modem wire (``.a`` and ``.b`` ends), stopped after the test.
+
+    Options come from ``@pytest.mark.wire(...)`` and/or indirect parametrisation
+    (a dict); the parameter wins where both give the same option.
+    """
+    from serialhs.sim.wire import Wire  # noqa: PLC0415
+
+    options: dict[str, object] = {}
+    marker = request.node.get_closest_marker(WIRE_MARKER)
+    if marker is not None:
+        options.update(marker.kwargs)
+    param = getattr(request, "param", None)
+    if isinstance(param, dict):
+        options.update(param)
+    elif param is not None:
+        pytest.fail(f"wire: indirect parameter must be a dict of options, not {param!r}")
+    with Wire(**options) as started:  # type: ignore[arg-type]
+        yield started

@@ -20,10 +20,7 @@ CORES = [
 
 @pytest.mark.parametrize("module", CORES)
 def test_a_core_imports_no_io(module):
-    code = (
-        f"import sys, {module}\n"
-        f"print(','.join(m for m in {IO_MODULES!r} if m in sys.modules))"
-    )
+    code = f"import sys, {module}\nprint(','.join(m for m in {IO_MODULES!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )

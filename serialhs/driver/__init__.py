@@ -40,7 +40,21 @@ _WHERE = {
     "Transcript": "transcript",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "AsyncPort",
+    "FlowControl",
+    "Line",
+    "Lines",
+    "Parity",
+    "Port",
+    "PortInfo",
+    "SerialSettings",
+    "StopBits",
+    "Transcript",
+    "list_ports",
+    "open_async_port",
+    "open_port",
+]
 
 
 def __getattr__(name: str) -> Any:

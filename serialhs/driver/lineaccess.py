@@ -6,6 +6,8 @@ Three kinds of access, chosen when a port opens:
   one TIOCMSET sets RTS and DTR together (atomic, as a tight reset sequence needs).
 - :class:`PyserialLineAccess` — a pyserial URL port with lines of its own
   (loop://, rfc2217://): through pyserial's properties, one line after another.
+- :class:`~serialhs.driver.wirelink.WireLineAccess` — a pty that is an end of a
+  serialhs virtual wire: through the wire's side channel.
 - :class:`NoLineAccess` — a port without lines (a pty, socket://): every call
   raises :class:`~serialhs.errors.LinesUnsupportedError` saying why.
 
@@ -27,7 +29,9 @@ from typing import Any, Protocol
 
 from serial import serialposix
 
+from serialhs.driver import wirelink
 from serialhs.driver.lines import Lines
+from serialhs.driver.settings import SerialSettings
 from serialhs.errors import LinesUnsupportedError
 
 __all__ = [
@@ -66,8 +70,24 @@ class LineAccess(Protocol):
 
     def set_break(self, on: bool) -> None: ...
 
+    def settings_changed(self, settings: SerialSettings) -> None:
+        """The port's settings changed (for accesses that must pass them on)."""
 
-class IoctlLineAccess:
+    def close(self) -> None:
+        """The port is closing."""
+
+
+class _NoHooks:
+    """The two hooks of LineAccess, for accesses with nothing to pass on."""
+
+    def settings_changed(self, settings: SerialSettings) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class IoctlLineAccess(_NoHooks):
     supported = True
     atomic = True
 
@@ -102,7 +122,7 @@ class IoctlLineAccess:
         fcntl.ioctl(self._fd, TIOCSBRK if on else TIOCCBRK)
 
 
-class PyserialLineAccess:
+class PyserialLineAccess(_NoHooks):
     supported = True
     atomic = False
 
@@ -123,7 +143,7 @@ class PyserialLineAccess:
         self._serial.break_condition = on
 
 
-class NoLineAccess:
+class NoLineAccess(_NoHooks):
     supported = False
     atomic = False
 
@@ -171,6 +191,10 @@ def choose_line_access(port: str, instance: Any) -> LineAccess:
     fd = _fileno(instance)
     if fd is None:
         return PyserialLineAccess(instance)
+    if _is_pty(fd):
+        wire = wirelink.find_wire(fd)
+        if wire is not None:
+            return wire
     access = IoctlLineAccess(fd)
     try:
         access.get()

@@ -302,11 +302,14 @@ class Port:
             self._serial = instance
             self._io = _Reader(instance)
             self._lines = choose_line_access(self.url, instance)
+            self._lines.settings_changed(self._settings)
             if self._lines.supported and (rts is not None or dtr is not None):
                 self._lines.set(rts, dtr)
             if is_tty and self._hupcl is not None:
                 self._set_hupcl(instance.fileno(), self._hupcl)
         except BaseException as e:
+            if self._lines is not None:
+                self._lines.close()
             self._serial = self._io = self._lines = None
             instance.close()
             if isinstance(e, (serial.SerialException, OSError)) and not isinstance(
@@ -343,6 +346,8 @@ class Port:
         self._stop_watcher()
         instance = self._serial
         try:
+            if self._lines is not None:
+                self._lines.close()
             if self._io is not None and self._io.fd is not None:
                 _lock.release_fd(self._io.fd)
             instance.close()
@@ -401,6 +406,8 @@ class Port:
         if self.is_open:
             try:
                 self._serial.apply_settings(self._os_settings(new))
+                assert self._lines is not None
+                self._lines.settings_changed(new)
             except (serial.SerialException, OSError, ValueError) as e:
                 if isinstance(e, ValueError):
                     raise ConfigError(f"{self.url}: cannot apply {new}: {e}") from e

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 _WHERE = {"SocatPair": "socat", "Wire": "wire", "FaultSpec": "faults"}
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "FaultSpec",
+    "SocatPair",
+    "Wire",
+]
 
 
 def __getattr__(name: str) -> Any:
