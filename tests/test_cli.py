@@ -109,12 +109,15 @@ def test_bad_input_gives_a_clear_error(args, needle):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    saved = tmp_path / "demo.txt"
-    result = serialhs("demo", "--transcript", str(saved), timeout=120)
+    result = serialhs("demo", "--out", str(tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "16384 bytes of every value A->B, intact: True" in out
-    assert "typed error, as expected" in out
-    assert "CTS=1 DSR=1" in out
-    text = saved.read_text()
+    assert "A raises RTS   -> B sees RTS=0 DTR=0 CTS=1" in out
+    assert "B sees RTS=0 DTR=0 CTS=1 DSR=1 DCD=1" in out
+    assert "2048 bytes of every value A->B, intact: True" in out
+    assert "B reads b'\\x00'" in out
+    assert "framing error" in out
+    text = (tmp_path / "transcript.txt").read_text()
     assert " tx " in text and " rx " in text and "settings" in text
+    vcd = (tmp_path / "wire.vcd").read_text()
+    assert "$enddefinitions" in vcd and "txd" in vcd

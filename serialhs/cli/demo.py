@@ -1,6 +1,8 @@
 """``serialhs demo``: the main job, end to end, on the built-in virtual hardware.
 
-It needs no hardware: a socat pair stands in for a cable between two ports.
+It needs no hardware: the virtual null-modem wire stands in for a cable between
+two serial ports, with control lines, UART timing and what a receiver samples
+when the two ends disagree.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from typing import Any
 from serialhs.driver.port import Port
 from serialhs.driver.settings import SerialSettings
 from serialhs.driver.transcript import Transcript
-from serialhs.errors import LinesUnsupportedError
-from serialhs.sim.socat import SocatPair
+from serialhs.sim.wire import Wire
 
-CR = b"\r"
 CRLF = b"\r\n"
 
 
@@ -25,9 +25,9 @@ def register(sub: Any) -> None:
         "demo", help="run the main job on the built-in virtual hardware"
     )
     p.add_argument(
-        "--transcript",
-        metavar="PATH",
-        help="where to save the transcript (default: a file in a new temporary directory)",
+        "--out",
+        metavar="DIR",
+        help="where to save the transcript and traces (default: a new temporary directory)",
     )
     p.set_defaults(run=run)
 
@@ -37,56 +37,77 @@ def step(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = args.out or tempfile.mkdtemp(prefix="serialhs-demo-")
+    os.makedirs(out, exist_ok=True)
     transcript = Transcript()
-    settings = SerialSettings.parse("115200 8N1")
+    fast = SerialSettings.parse("115200 8N1")
 
-    step("virtual cable: a socat pair of pseudo-terminals")
-    with SocatPair() as pair:
-        print(f"end A: {pair.a} -> {pair.a_device}")
-        print(f"end B: {pair.b} -> {pair.b_device}")
+    step("a virtual null-modem cable (RTS->CTS, DTR->DSR+DCD), paced like a real UART")
+    with Wire(settings=fast, trace=True) as wire:
+        for end in (wire.a, wire.b):
+            print(f"end {end.name}: {end.pty} -> {end.device}, also {end.rfc2217}")
 
         with (
-            Port(pair.a, settings, transcript=transcript) as a,
-            Port(pair.b, settings, transcript=transcript) as b,
+            Port(wire.a.pty, fast, rts=False, dtr=False, transcript=transcript) as a,
+            Port(wire.b.pty, fast, rts=False, dtr=False, transcript=transcript) as b,
         ):
-            step("ports open")
-            print(f"A: {a!r}")
-            print(f"B: {b!r}")
+            step("ports open, all control lines off")
+            print(f"A: {a.lines()}")
+            print(f"B: {b.lines()}")
 
-            step("data both ways")
-            a.write(b"hello from A\r\n")
+            step("control lines move across the cable")
+            a.set_rts(True)
+            print(f"A raises RTS   -> B sees {b.wait_lines(cts=True, timeout=1)}")
+            a.set_dtr(True)
+            print(f"A raises DTR   -> B sees {b.wait_lines(dsr=True, dcd=True, timeout=1)}")
+            b.set_lines(rts=True, dtr=True)
+            print(f"B raises both  -> A sees {a.wait_lines(cts=True, dsr=True, timeout=1)}")
+
+            step("data both ways at 115200 8N1")
+            a.write(b"hello from A" + CRLF)
             print(f"B got {b.read_until(CRLF, timeout=2)!r}")
-            b.write(b"hello from B\r\n")
+            b.write(b"hello from B" + CRLF)
             print(f"A got {a.read_until(CRLF, timeout=2)!r}")
-            blob = bytes(range(256)) * 64
+            blob = bytes(range(256)) * 8
             a.write(blob, timeout=5)
-            got = b.read_exactly(len(blob), timeout=5)
-            print(f"{len(blob)} bytes of every value A->B, intact: {got == blob}")
+            intact = b.read_exactly(len(blob), timeout=5) == blob
+            print(f"{len(blob)} bytes of every value A->B, intact: {intact}")
 
-            step("reconfigure both ends: 9600 7E1")
-            for port in (a, b):
-                port.reconfigure(SerialSettings.parse("9600 7E1"))
-            print(f"A: {a.settings}   B: {b.settings}")
-            a.write(b"AT\r")
-            print(f"B got {b.read_until(CR, timeout=2)!r}")
+            step("a break from A")
+            a.send_break(0.05)
+            print(
+                f"B reads {b.read_exactly(1, timeout=1)!r} (a break, as a UART in raw mode reports it)"
+            )
 
-            step("control lines on a pty")
-            try:
-                a.set_lines(rts=True, dtr=False)
-            except LinesUnsupportedError as e:
-                print(f"typed error, as expected: {e}")
+            step("the ends disagree: A sends at 9600, B listens at 19200")
+            a.reconfigure(baudrate=9600)
+            b.reconfigure(baudrate=19200)
+            a.write(b"Hello")
+            a.drain(timeout=2)
+            garbled = b.read_some(timeout=1)
+            while True:
+                more = b.read_available()
+                if not more:
+                    break
+                garbled += more
+            stats = wire.b.stats()
+            print(f"A sent b'Hello', B got {garbled!r}")
+            print(
+                f"B's UART counted {stats.framing_errors} framing error(s), {stats.breaks} break(s)"
+            )
 
-    step("control lines on a port that has them (pyserial loop://: RTS->CTS, DTR->DSR)")
-    with Port("loop://", settings, rts=False, dtr=False, transcript=transcript) as loop:
-        print(f"at open:         {loop.lines()}")
-        loop.set_lines(rts=True, dtr=True)
-        print(f"RTS+DTR on:      {loop.wait_lines(cts=True, dsr=True, timeout=1)}")
-        loop.set_lines(rts=False, dtr=True)
-        print(f"RTS off:         {loop.lines()}")
+        vcd = os.path.join(out, "wire.vcd")
+        text = os.path.join(out, "wire-trace.txt")
+        wire.save_trace(vcd)
+        wire.save_trace(text)
 
-    step("transcript")
-    print(transcript.to_text(), end="")
-    path = args.transcript or os.path.join(tempfile.mkdtemp(prefix="serialhs-demo-"), "demo.txt")
-    transcript.save(path)
-    print(f"\ntranscript saved to {path}")
+    step("transcript (first lines)")
+    lines = transcript.to_text(limit=24).splitlines()
+    print("\n".join(lines[:12]))
+    if len(lines) > 12:
+        print(f"... {len(lines) - 12} more event(s)")
+    saved = os.path.join(out, "transcript.txt")
+    transcript.save(saved)
+    print(f"\ntranscript saved to {saved}")
+    print(f"line trace saved to {vcd} (open it in GTKWave or PulseView) and {text}")
     return 0

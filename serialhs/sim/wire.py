@@ -20,6 +20,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import queue
 import selectors
@@ -252,12 +253,16 @@ class Wire:
         """Write the trace: VCD when the name ends in .vcd, text otherwise.
 
         The VCD has one-bit signals only (received bytes as rx[0]..rx[7]), which
-        every version of PulseView and GTKWave reads."""
+        every version of PulseView and GTKWave reads, and a timescale of about a
+        tenth of the fastest end's bit time (a power of ten, 1 ns to 1 us), so a
+        viewer that loads samples (PulseView) is not handed billions of them."""
         if self.trace is None:
             raise ConfigError("this wire was made without trace=True")
         trace = self.trace
         if str(path).endswith(".vcd"):
-            self._call(lambda: trace.save_vcd(path, vectors=False))
+            fastest = max(self._core.settings(end).baudrate for end in END_NAMES)
+            tick = 10 ** max(0, min(3, math.floor(math.log10(1e9 / fastest / 10))))
+            self._call(lambda: trace.save_vcd(path, timescale_ns=tick, vectors=False))
         else:
             self._call(lambda: trace.save_text(path))
 
