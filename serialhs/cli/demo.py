@@ -75,9 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
             step("a break from A")
             a.send_break(0.05)
-            print(
-                f"B reads {b.read_exactly(1, timeout=1)!r} (a break, as a UART in raw mode reports it)"
-            )
+            got = b.read_exactly(1, timeout=1)
+            print(f"B reads {got!r} (a break, as a UART in raw mode reports it)")
 
             step("the ends disagree: A sends at 9600, B listens at 19200")
             a.reconfigure(baudrate=9600)
