@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import itertools
-import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -340,39 +337,3 @@ def test_bad_arguments():
         injector.idle_noise(-1, 0.001)
     with pytest.raises(ConfigError, match="char_time"):
         injector.idle_noise(5, 0.0)
-
-
-# --- house rule: a sans-I/O core -------------------------------------------------------------
-
-IO_MODULES = ("socket", "select", "selectors", "threading", "subprocess", "serial", "asyncio")
-
-LOAD_ALONE = """
-import sys, types
-import serialhs
-for name in ("driver", "sim"):
-    package = types.ModuleType("serialhs." + name)
-    package.__path__ = [serialhs.__path__[0] + "/" + name]
-    sys.modules["serialhs." + name] = package
-import serialhs.sim.faults
-print(sorted(m for m in {modules!r} if m in sys.modules))
-"""
-
-
-def test_faults_imports_no_io():
-    tree = ast.parse((ROOT / "serialhs" / "sim" / "faults.py").read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            names.add(node.module or "")
-    assert not {n.split(".")[0] for n in names} & {*IO_MODULES, "os", "time", "io"}
-    assert {n for n in names if n.startswith("serialhs")} == {"serialhs.errors"}
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_ALONE.format(modules=IO_MODULES)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    assert result.stdout.strip() == "[]"

@@ -10,9 +10,6 @@ received bits r0..r7, and the last sample is the stop bit.
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -605,46 +602,3 @@ def test_idle_in_the_past_does_nothing_and_drain():
 def test_feed_rejects_bad_input(level, duration, match):
     with pytest.raises(ConfigError, match=match):
         UartReceiver(s("9600 8N1")).feed(level, duration)
-
-
-# --- house rule: a sans-I/O core -------------------------------------------------------------
-
-IO_MODULES = ("socket", "select", "selectors", "threading", "subprocess", "serial", "asyncio")
-
-# Loads the module without running serialhs/sim/__init__.py and serialhs/driver/__init__.py
-# (which bring in ports and socat) by standing empty packages in for them.
-LOAD_ALONE = """
-import sys, types
-import serialhs
-for name in ("driver", "sim"):
-    package = types.ModuleType("serialhs." + name)
-    package.__path__ = [serialhs.__path__[0] + "/" + name]
-    sys.modules["serialhs." + name] = package
-import serialhs.sim.{module}
-print(sorted(m for m in {modules!r} if m in sys.modules))
-"""
-
-
-def imported_modules(module: str) -> set[str]:
-    tree = ast.parse((ROOT / "serialhs" / "sim" / f"{module}.py").read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            names.add(node.module or "")
-    return names
-
-
-def test_uart_imports_no_io():
-    names = imported_modules("uart")
-    assert not {n.split(".")[0] for n in names} & {*IO_MODULES, "os", "time", "io"}
-    assert {n for n in names if n.startswith("serialhs")} <= {
-        "serialhs.errors",
-        "serialhs.driver.settings",
-    }
-    code = LOAD_ALONE.format(module="uart", modules=IO_MODULES)
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
-    )
-    assert result.stdout.strip() == "[]"

@@ -13,8 +13,9 @@ pyserial, sockets and threads with them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from serialhs._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from serialhs.driver.aio import AsyncPort, open_async_port
@@ -57,8 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'serialhs.driver' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"serialhs.driver.{module}"), name)
+__getattr__ = lazy_getattr("serialhs.driver", _WHERE)

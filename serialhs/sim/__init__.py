@@ -8,8 +8,9 @@ Names are loaded on first use, so that importing a sans-I/O core of the lab
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from serialhs._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from serialhs.sim.faults import FaultSpec
@@ -25,8 +26,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'serialhs.sim' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"serialhs.sim.{module}"), name)
+__getattr__ = lazy_getattr("serialhs.sim", _WHERE)
