@@ -36,8 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--overflow",
         choices=[o.value for o in Overflow],
-        default=Overflow.OVERRUN.value,
-        help="what a full receiver without flow control does (default: overrun, counted)",
+        default=None,
+        help="what a full receiver without flow control does "
+        "(default: overrun, counted; block when --unpaced)",
     )
     p.add_argument("--host", default="127.0.0.1", help="where the RFC 2217 servers listen")
     p.add_argument("--trace", metavar="PATH", help="save a trace at exit (.vcd, or text)")

@@ -77,6 +77,8 @@ IDLE_WAIT = 0.01
 COMMAND_TIMEOUT = 5.0
 #: Bound of one side-channel request line.
 MAX_REQUEST = 4096
+#: What a pty's input queue holds for its reader (Linux n_tty: 4096 less one).
+PTY_QUEUE = 4095
 
 _SPEEDS = {
     getattr(termios, f"B{rate}"): rate
@@ -152,7 +154,7 @@ class Wire:
         directory: str | os.PathLike[str] | None = None,
         tx_limit: int = 4096,
         rx_limit: int = 4096,
-        overflow: Overflow | str = Overflow.OVERRUN,
+        overflow: Overflow | str | None = None,
     ) -> None:
         if isinstance(settings, str):
             settings = SerialSettings.parse(settings)
@@ -530,21 +532,25 @@ class Wire:
 
     def _flush(self, plug: _Plug) -> None:
         """Hand delivered bytes to the end's program: its RFC 2217 client while one
-        is connected, its pty otherwise."""
+        is connected, its pty otherwise. A pty gets no more than its input queue has
+        room for, so that the backlog the core is told (queue + pending) is exact
+        and nothing hides in the kernel's buffers."""
         if not plug.pending:
             return
         if plug.endpoint is not None and plug.endpoint.connected:
             written = plug.endpoint.send(bytes(plug.pending))
         else:
+            room = PTY_QUEUE - _input_queue(plug.slave)
+            if room <= 0:
+                return
             try:
-                written = os.write(plug.master, plug.pending)
+                written = os.write(plug.master, plug.pending[:room])
             except BlockingIOError:
                 return
         del plug.pending[:written]
 
     def _backlog(self, plug: _Plug) -> int:
-        raw = fcntl.ioctl(plug.slave, termios.TIOCINQ, struct.pack("I", 0))
-        waiting = int(struct.unpack("I", raw)[0])
+        waiting = _input_queue(plug.slave)
         if plug.endpoint is not None and plug.endpoint.connected:
             waiting = 0
         return waiting + len(plug.pending)
@@ -647,6 +653,12 @@ class Wire:
             return {"ok": False, "error": f"unknown op {op!r}"}
         except (ValueError, KeyError, TypeError, ConfigError) as e:
             return {"ok": False, "error": f"bad request {line[:80]!r}: {e}"}
+
+
+def _input_queue(fd: int) -> int:
+    """Bytes waiting in a tty's input queue (TIOCINQ)."""
+    raw = fcntl.ioctl(fd, termios.TIOCINQ, struct.pack("I", 0))
+    return int(struct.unpack("I", raw)[0])
 
 
 def _termios_settings(

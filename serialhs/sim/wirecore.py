@@ -33,7 +33,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
-import heapq
 from collections.abc import Mapping
 from typing import Literal
 
@@ -64,6 +63,8 @@ _OTHER: dict[End, End] = {"a": "b", "b": "a"}
 
 XON = 0x11
 XOFF = 0x13
+#: byte translation tables that keep the low n bits (a receiver with n data bits)
+_MASKS = {n: bytes(b & ((1 << n) - 1) for b in range(256)) for n in (5, 6, 7, 8)}
 
 
 class Overflow(enum.Enum):
@@ -176,19 +177,35 @@ class _EndState:
         )
 
 
+@dataclasses.dataclass(slots=True)
+class _Due:
+    """Received characters waiting for their delivery time: either one sampled
+    character (``char``), or a run of clean bytes (``data``) whose i-th byte is due
+    at ``at + i * step`` (the fast path: one entry for many characters)."""
+
+    at: float
+    step: float = 0.0
+    data: bytes = b""
+    char: uart.RxChar | None = None
+
+    @property
+    def last(self) -> float:
+        return self.at + max(len(self.data) - 1, 0) * self.step
+
+
 class _Direction:
     """One direction of the wire: sender ``src`` to receiver ``dst``."""
 
     def __init__(self, src: End, dst: End, injector: FaultInjector | None, start: float) -> None:
         self.src = src
         self.dst = dst
-        self.txq: collections.deque[int] = collections.deque()
+        self.txq = bytearray()
         self.line_free_at = start  #: when the character on the line (if any) ends
         self.injector = injector
         self.receiver: uart.UartReceiver | None = None  #: for mismatched timing only
         self.xoff = False  #: the sender was told XOFF
-        self.pending: list[tuple[float, int, bytes | uart.RxChar]] = []  #: heap by time
-        self.seq = 0
+        #: what the receiver gets, in time order (a cable never reorders)
+        self.pending: collections.deque[_Due] = collections.deque()
         self.last_delivery = start
         self.noise_mark = start  #: idle time up to here has had its noise drawn
         self.noise_at: float | None = None  #: when the next idle slot ends
@@ -207,7 +224,7 @@ class WireCore:
         paced: bool = True,
         tx_limit: int = 4096,
         rx_limit: int = 4096,
-        overflow: Overflow | str = Overflow.OVERRUN,
+        overflow: Overflow | str | None = None,
         trace: WireTrace | None = None,
         start: float = 0.0,
     ) -> None:
@@ -217,6 +234,10 @@ class WireCore:
         self.paced = paced
         self.tx_limit = tx_limit
         self.rx_limit = rx_limit
+        # An unpaced wire is a pipe: by default it holds a sender back rather than
+        # overrun (a real line is paced, so there the default is the UART's overrun).
+        if overflow is None:
+            overflow = Overflow.OVERRUN if paced else Overflow.BLOCK
         self.overflow = Overflow(overflow)
         self.trace = trace
         self.seed = seed
@@ -261,7 +282,7 @@ class WireCore:
         times: list[float] = []
         for d in self._dirs.values():
             if d.pending:
-                times.append(d.pending[0][0])
+                times.append(d.pending[0].at)
             if d.txq and not self._held(d):
                 times.append(d.line_free_at if self.paced else self.now)
             if d.receiver is not None and d.receiver.frame_end is not None:
@@ -395,21 +416,47 @@ class WireCore:
             self._pump(d, now)
 
     def _pump(self, d: _Direction, now: float) -> None:
-        """Put queued characters on the line, back to back, up to ``now``."""
-        if not d.txq:
+        """Put queued characters on the line, back to back, up to ``now``.
+
+        Whether the sender is held back cannot change inside one call (line changes,
+        XOFF and backlog reports all come in through calls that pump first), so it
+        is checked once."""
+        if not d.txq or self._held(d):
+            if d.txq and d.line_free_at < now:
+                d.line_free_at = now  # held: the next character starts when released
             return
-        src = self._ends[d.src].settings
-        char_time = src.char_time if self.paced else 0.0
-        while d.txq and not self._held(d):
-            if self.paced and d.line_free_at > now:
-                return
-            start = max(d.line_free_at, self.now) if not self.paced else d.line_free_at
-            value = d.txq.popleft()
-            end = start + char_time
-            d.line_free_at = end
-            self._on_line(d, value, start, end)
-        if d.txq and d.line_free_at < now:
-            d.line_free_at = now  # held: the next character starts when released
+        char_time = self._ends[d.src].settings.char_time if self.paced else 0.0
+        if not self.paced:
+            d.line_free_at = max(d.line_free_at, self.now)
+        elif d.line_free_at > now:
+            return
+        # How many characters start by ``now`` (all of them when unpaced).
+        count = len(d.txq)
+        if self.paced:
+            count = min(count, int((now - d.line_free_at) / char_time) + 1)
+        chunk = bytes(d.txq[:count])
+        del d.txq[:count]
+        start = d.line_free_at
+        d.line_free_at = start + count * char_time
+        if self._fast(d):
+            self._schedule_run(d, start + char_time, char_time, chunk)
+            return
+        for i, value in enumerate(chunk):
+            begin = start + i * char_time
+            self._on_line(d, value, begin, begin + char_time)
+
+    def _fast(self, d: _Direction) -> bool:
+        """Can characters pass as bytes (same timing and framing, no faults, no trace)?"""
+        return d.injector is None and self.trace is None and not self._exact(d)
+
+    def _schedule_run(self, d: _Direction, first: float, step: float, data: bytes) -> None:
+        rx = self._ends[d.dst].settings
+        if rx.bytesize < 8:
+            data = data.translate(_MASKS[rx.bytesize])
+        first = max(first, d.last_delivery)
+        due = _Due(first, step, data)
+        d.last_delivery = due.last
+        d.pending.append(due)
 
     def _exact(self, d: _Direction) -> bool:
         """Must this direction's characters go through a sampling receiver? Yes when
@@ -460,8 +507,7 @@ class WireCore:
             at += d.injector.delay()
         at = max(at, d.last_delivery)  # a cable never reorders
         d.last_delivery = at
-        d.seq += 1
-        heapq.heappush(d.pending, (at, d.seq, char))
+        d.pending.append(_Due(at, char=char))
 
     # -- the receive side -------------------------------------------------------------
 
@@ -487,52 +533,78 @@ class WireCore:
         d.noise_at = d.noise_mark + slot
 
     def _deliver_due(self, d: _Direction, now: float) -> None:
-        if not d.pending or d.pending[0][0] > now:
+        """Hand the receiver what has arrived by ``now``.
+
+        Overrun: a receiver whose unread backlog has reached ``rx_limit`` loses
+        what arrives (counted), unless flow control or overflow="block" guards it.
+        The check is made once per delivery, against the backlog its program had
+        left when the runtime last looked, so a runtime that wakes late never
+        blames a program that was reading."""
+        if not d.pending or d.pending[0].at > now:
             return
         dst = self._ends[d.dst]
-        src = self._ends[d.src]
+        full = dst.backlog >= self.rx_limit and not self._flow_guards(self._ends[d.src], dst)
         out = bytearray()
         breaks = 0
-        while d.pending and d.pending[0][0] <= now:
-            at, _, item = heapq.heappop(d.pending)
-            assert isinstance(item, uart.RxChar)
-            char = item
-            stats = dst.stats
-            stats.received += 1
-            stats.framing_errors += char.framing_error and not char.is_break
-            stats.parity_errors += char.parity_error
-            if char.is_break:
-                stats.breaks += 1
-                breaks += 1
-            if self.trace is not None:
-                note = _char_note(char)
-                self.trace.byte(at, f"{d.dst}.rx", char.value, note=note)
-            # The receiver's own UART driver consumes XON/XOFF when it honours them.
-            if (
-                dst.settings.flow is FlowControl.XONXOFF
-                and not char.framing_error
-                and char.value in (XON, XOFF)
-            ):
-                back = self._dirs[d.dst]
-                back.xoff = char.value == XOFF
+        while d.pending and d.pending[0].at <= now:
+            due = d.pending[0]
+            if due.char is None:
+                count = len(due.data)
+                if due.step > 0:
+                    count = min(count, int((now - due.at) / due.step) + 1)
+                run, due.data = due.data[:count], due.data[count:]
+                due.at += count * due.step
+                if not due.data:
+                    d.pending.popleft()
+                out += self._render_run(d, dst, run)
                 continue
-            data = dst.policy.render(char)
-            if not data:
-                continue
-            if dst.backlog + len(out) + len(data) > self.rx_limit and not self._flow_guards(
-                src, dst
-            ):
-                stats.overruns += 1
-                continue
-            out += data
+            d.pending.popleft()
+            char = due.char
+            breaks += char.is_break
+            out += self._render_char(d, dst, char, due.at)
         if out:
-            dst.backlog += len(out)
-            self._events.append(Deliver(d.dst, bytes(out)))
-            self._update_throttle(d.dst, now)
-        for _ in range(breaks):
-            self._events.append(BreakArrived(d.dst))
+            if full:
+                dst.stats.overruns += len(out)
+            else:
+                dst.backlog += len(out)
+                self._events.append(Deliver(d.dst, bytes(out)))
+                self._update_throttle(d.dst, now)
+        self._events.extend(BreakArrived(d.dst) for _ in range(breaks))
         # A released XOFF may let the opposite direction go on.
         self._pump(self._dirs[d.dst], now)
+
+    def _render_run(self, d: _Direction, dst: _EndState, run: bytes) -> bytes:
+        """A run of clean characters, as the receiver's driver hands them on."""
+        if dst.settings.flow is FlowControl.XONXOFF and (XON in run or XOFF in run):
+            return b"".join(
+                self._render_char(d, dst, uart.RxChar(value), self.now) for value in run
+            )
+        dst.stats.received += len(run)
+        policy = dst.policy
+        if policy.istrip:
+            run = run.translate(_MASKS[7])
+        if policy.parmrk:
+            run = run.replace(b"\xff", b"\xff\xff")
+        return run
+
+    def _render_char(self, d: _Direction, dst: _EndState, char: uart.RxChar, at: float) -> bytes:
+        """One sampled character: count it, trace it, consume XON/XOFF, apply termios."""
+        stats = dst.stats
+        stats.received += 1
+        stats.framing_errors += char.framing_error and not char.is_break
+        stats.parity_errors += char.parity_error
+        stats.breaks += char.is_break
+        if self.trace is not None:
+            self.trace.byte(at, f"{d.dst}.rx", char.value, note=_char_note(char))
+        # The receiver's own UART driver consumes XON/XOFF when it honours them.
+        if (
+            dst.settings.flow is FlowControl.XONXOFF
+            and not char.framing_error
+            and char.value in (XON, XOFF)
+        ):
+            self._dirs[d.dst].xoff = char.value == XOFF
+            return b""
+        return dst.policy.render(char)
 
     def _flow_guards(self, src: _EndState, dst: _EndState) -> bool:
         """Is the receiver's buffer protected from overrun (the data is kept)?"""
