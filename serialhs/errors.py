@@ -21,8 +21,25 @@ original cause stays attached.
     │   ├── ReadTimeout             carries .partial: the bytes received so far
     │   ├── WriteTimeout            carries .written: how many bytes went out
     │   └── LineWaitTimeout         a control-line condition did not come true
+    ├── ModemError                  the AT engine or the modem failed (.command, .port)
+    │   ├── ModemProtocolError      we misused the AT core (a second command in flight, ...)
+    │   ├── ModemResponseError      the modem's answer was malformed or unexpected (.lines)
+    │   ├── ModemResultError        a final result other than OK/CONNECT (.result, .text)
+    │   │   ├── ModemBusy           BUSY
+    │   │   ├── ModemNoCarrier      NO CARRIER
+    │   │   ├── ModemNoDialtone     NO DIALTONE
+    │   │   ├── ModemNoAnswer       NO ANSWER
+    │   │   ├── ModemCommandError   ERROR
+    │   │   ├── CmeError            +CME ERROR: <n|text> (.code int or None, .meaning)
+    │   │   └── CmsError            +CMS ERROR: <n|text> (.code int or None, .meaning)
+    │   ├── ModemTimeout            no final result in time (a SerialTimeoutError too)
+    │   └── ModemUnhealthy          the modem stopped answering or failed a health check
     └── SimError                    the hardware-free lab failed
         └── ToolMissingError        a needed program (socat, ...) is not installed
+
+``ModemTimeout`` is both a ``ModemError`` and a ``SerialTimeoutError``, so
+``except TimeoutError`` catches it too. ``serialhs.modem.atcore.error_for`` turns
+a final result into its ``ModemResultError``.
 
 Exceptions that carry received bytes (``ReadTimeout.partial``,
 ``PortDisconnectedError.partial``) are how "nothing already received is lost"
@@ -31,11 +48,30 @@ holds: a caller always gets back what arrived before the failure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from serialhs.modem.results import ResultCode
+
 __all__ = [
+    "CmeError",
+    "CmsError",
     "ConfigError",
     "InputOverflowError",
     "LineWaitTimeout",
     "LinesUnsupportedError",
+    "ModemBusy",
+    "ModemCommandError",
+    "ModemError",
+    "ModemNoAnswer",
+    "ModemNoCarrier",
+    "ModemNoDialtone",
+    "ModemProtocolError",
+    "ModemResponseError",
+    "ModemResultError",
+    "ModemTimeout",
+    "ModemUnhealthy",
     "PortBusyError",
     "PortDisconnectedError",
     "PortError",
@@ -240,6 +276,250 @@ class LineWaitTimeout(SerialTimeoutError):
     ) -> None:
         self.lines = lines
         super().__init__(message, port=port, timeout=timeout)
+
+
+# --- modems ------------------------------------------------------------------------------
+
+
+def _modem_message(message: str, *, command: str | None, port: str | None, hint: str | None) -> str:
+    parts = []
+    if port:
+        parts.append(f"{port}: ")
+    if command:
+        parts.append(f"{command}: ")
+    parts.append(message)
+    if hint:
+        parts.append(f" ({hint})")
+    return "".join(parts)
+
+
+def _lines_preview(lines: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(repr(line) for line in lines[-limit:])
+    more = f"{len(lines) - limit} more, " if len(lines) > limit else ""
+    return f"[{more}{shown}]"
+
+
+class ModemError(SerialHSError):
+    """The AT engine or the modem failed. ``command`` is the AT command line
+    involved (None when there is none), ``port`` the port where known and ``hint``
+    what to try."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str | None = None,
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(_modem_message(message, command=command, port=port, hint=hint))
+        self.command = command
+        self.port = port
+        self.hint = hint
+
+
+class ModemProtocolError(ModemError):
+    """The AT core was used in a way its state does not allow (a second command
+    while one is in flight, text without a prompt, data outside the online data
+    state). ``state`` and ``event`` name the state and the refused event."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: str | None = None,
+        event: str | None = None,
+        command: str | None = None,
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.state = state
+        self.event = event
+        super().__init__(message, command=command, port=port, hint=hint)
+
+
+class ModemResponseError(ModemError):
+    """The modem answered, but not in a way the caller can use (a missing or
+    malformed information line). ``lines`` holds every line of the answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str | None = None,
+        lines: Sequence[str] = (),
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.lines = tuple(lines)
+        if self.lines:
+            message = f"{message}; lines: {_lines_preview(self.lines)}"
+        super().__init__(message, command=command, port=port, hint=hint)
+
+
+class ModemResultError(ModemError):
+    """A command ended with a final result that is not OK or CONNECT. ``result`` is
+    the :class:`~serialhs.modem.results.ResultCode`, ``text`` the result as the
+    modem sent it, ``lines`` the information lines that came before it."""
+
+    #: The ResultCode value this class stands for (None: the caller passes it).
+    result_name: ClassVar[str | None] = None
+    #: What to try, when the caller gives no hint.
+    default_hint: ClassVar[str] = "look the result up in the modem's manual"
+
+    def __init__(
+        self,
+        command: str,
+        result: ResultCode | None = None,
+        text: str | None = None,
+        *,
+        lines: Sequence[str] = (),
+        port: str | None = None,
+        hint: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if result is None:
+            from serialhs.modem.results import ResultCode  # noqa: PLC0415  (the modem layer imports errors)
+
+            if self.result_name is None:
+                raise TypeError(f"{type(self).__name__} needs the result code")
+            result = ResultCode(self.result_name)
+        self.result = result
+        self.text = text if text is not None else result.value
+        self.lines = tuple(lines)
+        message = f"the modem answered {self.text!r}"
+        if detail:
+            message = f"{message}, {detail}"
+        super().__init__(message, command=command, port=port, hint=hint or self.default_hint)
+
+
+class ModemBusy(ModemResultError):
+    """BUSY: the called number is engaged."""
+
+    result_name = "BUSY"
+    default_hint = "the called number is busy; try again later"
+
+
+class ModemNoCarrier(ModemResultError):
+    """NO CARRIER: no modem answered, or the connection dropped."""
+
+    result_name = "NO CARRIER"
+    default_hint = (
+        "no modem answered or the call dropped; check the number and the line, "
+        "or give the modem longer to connect (ATS7=90)"
+    )
+
+
+class ModemNoDialtone(ModemResultError):
+    """NO DIALTONE: the modem heard no dial tone."""
+
+    result_name = "NO DIALTONE"
+    default_hint = "check that the phone line is plugged in, or dial blind with ATX3"
+
+
+class ModemNoAnswer(ModemResultError):
+    """NO ANSWER: the far end never went quiet (the @ dial modifier) or never answered."""
+
+    result_name = "NO ANSWER"
+    default_hint = "the called number did not answer; try again later"
+
+
+class ModemCommandError(ModemResultError):
+    """ERROR: the modem rejected the command line."""
+
+    result_name = "ERROR"
+    default_hint = (
+        "check the command's syntax and that this modem supports it; on a cellular "
+        "modem AT+CMEE=2 turns ERROR into +CME ERROR with a reason"
+    )
+
+
+class _ExtendedError(ModemResultError):
+    """+CME ERROR / +CMS ERROR: ``code`` is the error number (None when the modem
+    reported text), ``meaning`` what the number means or the text the modem sent."""
+
+    prefix: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        command: str,
+        text: str | None = None,
+        *,
+        code: int | None = None,
+        meaning: str | None = None,
+        lines: Sequence[str] = (),
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.code = code
+        self.meaning = meaning
+        if text is None:
+            text = f"{self.prefix}: {code if code is not None else meaning or ''}".rstrip()
+        detail = meaning if meaning and meaning not in text else None
+        super().__init__(command, None, text, lines=lines, port=port, hint=hint, detail=detail)
+
+
+class CmeError(_ExtendedError):
+    """+CME ERROR: a mobile-equipment error (3GPP TS 27.007, 9.2)."""
+
+    result_name = "+CME ERROR"
+    prefix = "+CME ERROR"
+    default_hint = "AT+CMEE=2 makes the modem report errors as text"
+
+
+class CmsError(_ExtendedError):
+    """+CMS ERROR: a message-service error (3GPP TS 27.005, 3.2.5)."""
+
+    result_name = "+CMS ERROR"
+    prefix = "+CMS ERROR"
+    default_hint = (
+        "check the SIM, the SMS centre address (AT+CSCA?) and the message format (AT+CMGF)"
+    )
+
+
+class ModemTimeout(ModemError, SerialTimeoutError):
+    """No final result came in time. ``timeout`` is the time allowed and ``lines``
+    what did arrive for the command. Also a SerialTimeoutError (and TimeoutError)."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        lines: Sequence[str] = (),
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.lines = tuple(lines)
+        within = f" within {timeout:g} s" if timeout is not None else ""
+        got = "; nothing received"
+        if self.lines:
+            got = f"; lines so far: {_lines_preview(self.lines)}"
+        hint = hint or (
+            "check that the modem is powered, the cable and the baud rate, "
+            "or allow the command more time"
+        )
+        super().__init__(f"no final result{within}{got}", command=command, port=port, hint=hint)
+        self.timeout = timeout
+
+
+class ModemUnhealthy(ModemError):
+    """The modem stopped answering or failed a health check (AT without OK)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str | None = None,
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            command=command,
+            port=port,
+            hint=hint or "reset the modem (DTR drop, ATZ) or power-cycle it; check the cable",
+        )
 
 
 # --- the lab ---------------------------------------------------------------------------

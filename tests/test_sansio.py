@@ -15,6 +15,9 @@ CORES = [
     "serialhs.sim.wiring",
     "serialhs.sim.trace",
     "serialhs.sim.wirecore",
+    "serialhs.sim.hayes",
+    "serialhs.modem.atcore",
+    "serialhs.modem.chat",
 ]
 
 
