@@ -11,8 +11,9 @@ means one thing across the package.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from serialhs._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from serialhs.modem.atcore import (
@@ -70,8 +71,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'serialhs.modem' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"serialhs.modem.{module}"), name)
+__getattr__ = lazy_getattr("serialhs.modem", _WHERE)
