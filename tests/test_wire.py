@@ -297,7 +297,7 @@ def test_unplug_gives_the_reader_a_clear_error_and_replug_works(wire):
 
 
 def test_an_emulated_device_drives_dcd_and_ri(wire):
-    with Port(wire.a.pty) as a:
+    with Port(wire.a.pty) as a, Port(wire.b.pty, dtr=False):
         wire.a.drive("ri", True)
         assert a.wait_lines(ri=True, timeout=1)
         wire.a.drive("dcd", True)
@@ -348,3 +348,14 @@ def test_serialhs_wire_command_prints_the_ends_first():
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_ends_look_opened_to_programs_without_the_side_channel(wire):
+    # The kernel raises DTR and RTS when a tty opens; a plain program on B cannot
+    # say otherwise, so A sees them on. A serialhs Port on B sets what it asks,
+    # and closing it gives the defaults back.
+    with Port(wire.a.pty) as a:
+        assert a.wait_lines(cts=True, dsr=True, dcd=True, timeout=1)
+        with Port(wire.b.pty, rts=False, dtr=False):
+            assert a.wait_lines(cts=False, dsr=False, dcd=False, timeout=1)
+        assert a.wait_lines(cts=True, dsr=True, dcd=True, timeout=1)

@@ -44,7 +44,9 @@ _THREAD_POLL = 0.05
 class AsyncPort:
     """An asyncio view of a :class:`Port`. Takes the same arguments as Port."""
 
-    def __init__(self, url: str, settings: SerialSettings | None = None, **options: Any) -> None:
+    def __init__(
+        self, url: str, settings: SerialSettings | str | None = None, **options: Any
+    ) -> None:
         self.port = Port(url, settings, **options)
         self.url = url
         self._reader: asyncio.StreamReader | None = None
@@ -260,6 +262,4 @@ async def open_async_port(
     url: str, settings: SerialSettings | str | None = None, **options: Any
 ) -> AsyncPort:
     """Open a port for asyncio in one call."""
-    if isinstance(settings, str):
-        settings = SerialSettings.parse(settings)
     return await AsyncPort(url, settings, **options).open()

@@ -73,15 +73,22 @@ class LineAccess(Protocol):
     def settings_changed(self, settings: SerialSettings) -> None:
         """The port's settings changed (for accesses that must pass them on)."""
 
+    def tx_idle(self) -> bool:
+        """Has the transmitter sent its last bit? (A real UART's is done when the
+        OS queue is empty; a modelled one may still be shifting bits out.)"""
+
     def close(self) -> None:
         """The port is closing."""
 
 
 class _NoHooks:
-    """The two hooks of LineAccess, for accesses with nothing to pass on."""
+    """The hooks of LineAccess, for accesses with nothing to pass on."""
 
     def settings_changed(self, settings: SerialSettings) -> None:
         pass
+
+    def tx_idle(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass

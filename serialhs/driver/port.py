@@ -189,7 +189,7 @@ class Port:
     def __init__(
         self,
         url: str,
-        settings: SerialSettings | None = None,
+        settings: SerialSettings | str | None = None,
         *,
         rts: bool | None = None,
         dtr: bool | None = None,
@@ -207,6 +207,8 @@ class Port:
         _check_timeout(timeout)
         self.url = url
         self.name = url
+        if isinstance(settings, str):
+            settings = SerialSettings.parse(settings)
         self._settings = settings or SerialSettings()
         self._initial = (rts, dtr)
         self._exclusive = exclusive
@@ -303,8 +305,13 @@ class Port:
             self._io = _Reader(instance)
             self._lines = choose_line_access(self.url, instance)
             self._lines.settings_changed(self._settings)
-            if self._lines.supported and (rts is not None or dtr is not None):
-                self._lines.set(rts, dtr)
+            if self._lines.supported:
+                # The states asked for, or pyserial's (on, as the kernel raises them
+                # when a tty opens), in one operation.
+                self._lines.set(
+                    bool(instance.rts) if rts is None else rts,
+                    bool(instance.dtr) if dtr is None else dtr,
+                )
             if is_tty and self._hupcl is not None:
                 self._set_hupcl(instance.fileno(), self._hupcl)
         except BaseException as e:
@@ -443,18 +450,19 @@ class Port:
         return written
 
     def drain(self, *, timeout: float | None = None) -> None:
-        """Wait until the OS has sent every written byte (a bounded tcdrain)."""
+        """Wait until every written byte has left the port, its last stop bit
+        included (a bounded tcdrain)."""
         self._require_open("drain")
-        assert self._io is not None
+        assert self._io is not None and self._lines is not None
         limit = self._timeout(timeout)
         deadline = time.monotonic() + limit
         while True:
             try:
                 left = self._io.out_waiting()
+                if left == 0 and self._lines.tx_idle():
+                    return
             except (serial.SerialException, OSError) as e:
                 raise map_error(e, port=self.url, operation="drain") from e
-            if left == 0:
-                return
             if time.monotonic() >= deadline:
                 raise WriteTimeout(
                     f"{left} byte(s) still unsent after {limit} s",
@@ -837,6 +845,4 @@ def _present_ports_hint() -> str:
 
 def open_port(url: str, settings: SerialSettings | str | None = None, **options: Any) -> Port:
     """Open a port in one call: ``open_port("/dev/ttyUSB0", "115200 8N1")``."""
-    if isinstance(settings, str):
-        settings = SerialSettings.parse(settings)
     return Port(url, settings, **options).open()

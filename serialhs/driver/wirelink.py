@@ -19,6 +19,7 @@ The protocol is JSON, one object per line each way, request then reply:
     {"op": "break", "on": true}            -> {"ok": true}
     {"op": "settings", "settings": "9600 7E1 rtscts"} -> {"ok": true}
     {"op": "stats"}                        -> {"ok": true, "stats": {"framing_errors": 0, ...}}
+    {"op": "tx_idle"}                      -> {"ok": true, "idle": false}
 
 A failed request answers ``{"ok": false, "error": "..."}``.
 """
@@ -118,6 +119,9 @@ class WireLineAccess:
 
     def settings_changed(self, settings: SerialSettings) -> None:
         self._call({"op": "settings", "settings": str(settings)})
+
+    def tx_idle(self) -> bool:
+        return bool(self._call({"op": "tx_idle"})["idle"])
 
     def stats(self) -> dict[str, int]:
         return dict(self._call({"op": "stats"})["stats"])

@@ -322,6 +322,7 @@ class Wire:
                     self._selector.register(sock, selectors.EVENT_READ, ("rfc2217", end))
             self._open_channel(plug, handle.device)
             self._poll_termios(plug, time.monotonic())
+            self._default_outputs(end)
         self._plugged = True
         self._update_interest()
 
@@ -390,6 +391,13 @@ class Wire:
             with contextlib.suppress(FileNotFoundError):
                 Path(handle.pty).unlink()
         self._plugs.clear()
+
+    def _default_outputs(self, end: End) -> None:
+        """RTS and DTR on: how a tty looks to the far end once a program has opened
+        it (the kernel raises both). A program without the side channel cannot say
+        otherwise; a serialhs Port sets them as it asks."""
+        self._core.set_outputs(end, time.monotonic(), rts=True, dtr=True)
+        self._dispatch(self._core.events())
 
     def _forget(self, fileobj: Any) -> None:
         with contextlib.suppress(KeyError, ValueError):
@@ -612,6 +620,8 @@ class Wire:
             self._forget(sock)
             plug.channels.pop(sock, None)
             sock.close()
+            if not plug.channels:
+                self._default_outputs(plug.end)  # the serialhs port closed
             return
         buffer += chunk
         while b"\n" in buffer:
@@ -650,6 +660,9 @@ class Wire:
                 return {"ok": True}
             if op == "stats":
                 return {"ok": True, "stats": core.stats(end).as_dict()}
+            if op == "tx_idle":
+                self._read_pty(plug, now)  # what the program wrote is on its way
+                return {"ok": True, "idle": core.tx_idle(end, now)}
             return {"ok": False, "error": f"unknown op {op!r}"}
         except (ValueError, KeyError, TypeError, ConfigError) as e:
             return {"ok": False, "error": f"bad request {line[:80]!r}: {e}"}

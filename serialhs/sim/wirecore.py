@@ -273,6 +273,12 @@ class WireCore:
     def stats(self, end: End) -> WireStats:
         return self._ends[end].stats
 
+    def tx_idle(self, end: End, now: float) -> bool:
+        """Has ``end``'s transmitter sent the last bit of everything written?"""
+        self.handle_timer(now)
+        d = self._dirs[end]
+        return not d.txq and d.line_free_at <= now
+
     def tx_room(self, end: End) -> int:
         """How many more bytes ``end`` may transmit now."""
         return max(0, self.tx_limit - len(self._dirs[end].txq))
