@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from serialhs.driver.port import Port
+from serialhs.errors import ModemBusy
+from serialhs.modem.client import Modem
+
 
 def serialhs(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -117,7 +121,49 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "2048 bytes of every value A->B, intact: True" in out
     assert "B reads b'\\x00'" in out
     assert "framing error" in out
+    assert "A: CONNECT 33600/LAPM/V44" in out
+    assert "B got b'hello over the phone line'" in out
+    assert "A: back in command mode, AT -> OK" in out
+    assert "carrier lost" in out
     text = (tmp_path / "transcript.txt").read_text()
     assert " tx " in text and " rx " in text and "settings" in text
     vcd = (tmp_path / "wire.vcd").read_text()
     assert "$enddefinitions" in vcd and "txd" in vcd
+
+
+def test_modem_sim_prints_the_modems_and_answers_at():
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serialhs",
+            "modem-sim",
+            "--count",
+            "2",
+            "--busy",
+            "5550100",
+            "--duration",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        modems = json.loads(proc.stdout.readline())
+        assert [m["number"] for m in modems] == ["5551000", "5551001"]
+        with Port(modems[0]["port"]["pty"], "115200 8N1") as port:
+            modem = Modem(port)
+            assert modem.command("AT").ok
+            with pytest.raises(ModemBusy):
+                modem.dial("5550100")
+        proc.terminate()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
