@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -15,13 +16,15 @@ from serialhs.driver.port import Port
 from serialhs.driver.settings import SerialSettings
 from serialhs.errors import (
     ModemBusy,
+    ModemCommandError,
     ModemNoCarrier,
     ModemNoDialtone,
     ModemTimeout,
     ModemUnhealthy,
+    ProfileError,
 )
-from serialhs.modem.client import Modem, dte_commands, probe
-from serialhs.sim.modemsim import ModemSim, NumberBehaviour
+from serialhs.modem.client import AsyncModem, Modem, dte_commands, probe
+from serialhs.sim.modemsim import ModemSim, NumberBehaviour, load_sim_config
 
 BUSY, NODIAL, NOCARRIER = "5550100", "5550101", "5550102"
 
@@ -293,3 +296,54 @@ def test_ppp_chat_exits_4_when_busy_is_its_first_abort(sim):
         ["ABORT", "BUSY", "ABORT", "NO CARRIER", "", "AT", "OK", f"ATDT{BUSY}", "CONNECT"],
     )
     assert code == 4
+
+
+def test_a_rejected_rate_leaves_the_port_as_it_was(modems):
+    a, _ = modems
+    before = a.port.settings
+    with pytest.raises(ModemCommandError):
+        a.set_dte(rate=1234)  # not in the modem's +IPR list: ERROR
+    assert a.port.settings == before
+    assert a.command("AT").ok
+
+
+def test_async_modem_runs_the_same_client(sim, modems):
+    a, b = modems
+    nb = numbers(sim)[1]
+
+    async def main() -> bytes:
+        async_a, async_b = AsyncModem(a), AsyncModem(b)
+        assert (await async_a.command("AT")).ok
+        dial = asyncio.ensure_future(async_a.dial(nb))
+        await async_b.wait_for_ring(timeout=10)
+        await async_b.answer()
+        await dial
+        await async_a.write(b"async")
+        got = await async_b.read_some(timeout=5)
+        await async_a.hangup()
+        return got
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == b"async"
+
+
+def test_sim_config_file(tmp_path):
+    config = tmp_path / "exchange.toml"
+    config.write_text(
+        'settings = "57600 8N1"\n'
+        "[[modem]]\n"
+        'number = "100"\n'
+        "[[modem]]\n"
+        'number = "200"\n'
+        'profile = "generic_hayes"\n'
+        "[numbers]\n"
+        '"300" = "no-answer"\n'
+    )
+    options = load_sim_config(config)
+    assert options["numbers"] == ["100", "200"]
+    assert options["profiles"] == ["v90_dialup", "generic_hayes"]
+    assert options["behaviours"] == [NumberBehaviour("300", "no-answer")]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[numbers]\n"300" = "engaged"\n')
+    with pytest.raises(ProfileError) as info:
+        load_sim_config(bad)
+    assert info.value.line == 2 and "engaged" in str(info.value)

@@ -26,12 +26,12 @@ import logging
 import queue
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from serialhs import hwconfig
 from serialhs.driver.lines import Line
 from serialhs.driver.port import Port
 from serialhs.driver.settings import SerialSettings
@@ -340,29 +340,72 @@ class ModemSim:
 
 
 def load_sim_config(path: str | Path) -> dict[str, Any]:
-    """Read a modem-sim TOML file: [[modem]] number/profile, [numbers."N"] behaviour."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Read a modem-sim TOML file into ModemSim's keyword arguments::
+
+        settings = "115200 8N1"          # optional: the modems' UART settings
+
+        [[modem]]
+        number = "5551000"
+        profile = "v90_dialup"          # optional (default v90_dialup)
+
+        [numbers]                        # optional: what dialling a number gives
+        "5550100" = "busy"               # answer, busy, no-answer, no-dialtone, no-carrier
+
+    Errors are ProfileErrors naming the file and the line.
+    """
+    doc = hwconfig.read_document(path)
+    hwconfig.reject_unknown_tables(doc, ("settings", "modem", "numbers"))
+    settings = doc.data.get("settings", "115200 8N1")
+    if not isinstance(settings, str):
+        raise doc.error(
+            'settings must be a string such as "115200 8N1"', line=doc.line_of(None, "settings")
+        )
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: {e}") from e
-    modems = data.get("modem", [])
-    if not isinstance(modems, list) or not all(isinstance(m, dict) for m in modems):
-        raise ConfigError(f"{path}: [[modem]] must be a list of tables")
-    numbers = data.get("numbers", {})
+        SerialSettings.parse(settings)
+    except ConfigError as e:
+        raise doc.error(str(e), line=doc.line_of(None, "settings")) from None
+    entries = doc.data.get("modem", [])
+    if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
+        raise doc.error("modems are [[modem]] tables", line=doc.line_of(None, "modem"))
+    fields = (
+        hwconfig.Field("number", hwconfig.text(), required=True),
+        hwconfig.Field("profile", hwconfig.text(), default="v90_dialup"),
+    )
+    modems = []
+    for index, entry in enumerate(entries, start=1):
+        for key in entry:
+            if key not in ("number", "profile"):
+                raise doc.error(
+                    f"[[modem]] number {index}: unknown key {key!r}", line=doc.line_of("modem", key)
+                )
+        try:
+            modems.append(
+                {f.name: f.convert(entry[f.name]) if f.name in entry else f.default for f in fields}
+            )
+        except hwconfig.FieldValueError as e:
+            raise doc.error(
+                f"[[modem]] number {index}: {e}", line=doc.line_of("modem", "number")
+            ) from None
+        if not modems[-1]["number"]:
+            raise doc.error(
+                f"[[modem]] number {index} has no number", line=doc.line_of("modem", "number")
+            )
+    behaviours = []
+    numbers = doc.data.get("numbers", {})
     if not isinstance(numbers, dict):
-        raise ConfigError(f"{path}: [numbers] must be a table")
-    unknown = set(data) - {"modem", "numbers", "settings"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise doc.error("[numbers] must be a table", line=doc.line_of(None, "numbers"))
+    for number, behaviour in numbers.items():
+        if behaviour not in BEHAVIOURS:
+            raise doc.error(
+                f"[numbers] {number}: behaviour must be one of {', '.join(BEHAVIOURS)}, "
+                f"not {behaviour!r}",
+                line=doc.line_of("numbers", number),
+            )
+        behaviours.append(NumberBehaviour(str(number), behaviour))
     return {
         "count": len(modems) or 2,
-        "numbers": [str(m["number"]) for m in modems] or None,
-        "profiles": [str(m.get("profile", "v90_dialup")) for m in modems] or ("v90_dialup",),
-        "behaviours": [
-            NumberBehaviour(str(n), str(v.get("behaviour", "answer")))
-            for n, v in numbers.items()
-            if isinstance(v, dict)
-        ],
-        "settings": str(data.get("settings", "115200 8N1")),
+        "numbers": [m["number"] for m in modems] or None,
+        "profiles": [m["profile"] for m in modems] or ("v90_dialup",),
+        "behaviours": behaviours,
+        "settings": settings,
     }
