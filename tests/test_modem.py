@@ -23,7 +23,7 @@ from serialhs.errors import (
     ModemUnhealthy,
     ProfileError,
 )
-from serialhs.modem.client import AsyncModem, Modem, dte_commands, probe
+from serialhs.modem.client import AsyncModem, Modem, dte_command, probe
 from serialhs.sim.modemsim import ModemSim, NumberBehaviour, load_sim_config
 
 BUSY, NODIAL, NOCARRIER = "5550100", "5550101", "5550102"
@@ -200,13 +200,20 @@ def test_ipr_switches_both_ends_and_verifies(sim, modems):
     assert sim.modems[0].settings.baudrate == 57600
 
 
-def test_dte_commands_for_format_and_flow():
+def test_one_dte_command_line_for_rate_format_and_flow():
     old = SerialSettings.parse("115200 8N1")
-    assert dte_commands(old, SerialSettings.parse("9600 7E1 rtscts")) == [
-        "AT+IPR=9600",
-        "AT+ICF=5,1",
-        "AT+IFC=2,2",
-    ]
+    new = SerialSettings.parse("9600 7E1 rtscts")
+    assert dte_command(old, new) == "AT+IPR=9600;+ICF=5,1;+IFC=2,2"
+    assert dte_command(old, old) is None
+
+
+def test_rate_and_flow_switch_together(sim, modems):
+    a, _ = modems
+    target = SerialSettings.parse("57600 8N1 rtscts")
+    assert a.set_dte(settings=target) == target
+    assert a.command("AT").ok
+    assert sim.modems[0].settings.baudrate == 57600
+    assert sim.modems[0].settings.flow.value == "rtscts"
 
 
 def test_probe_tells_an_at_port_from_a_silent_one(sim, wire):
@@ -329,7 +336,7 @@ def test_async_modem_runs_the_same_client(sim, modems):
 def test_sim_config_file(tmp_path):
     config = tmp_path / "exchange.toml"
     config.write_text(
-        'settings = "57600 8N1"\n'
+        "rate = 57600\n"
         "[[modem]]\n"
         'number = "100"\n'
         "[[modem]]\n"

@@ -38,7 +38,12 @@ def register(sub: Any) -> None:
             metavar="NUMBER",
             help=f"dialling NUMBER gives {behaviour.upper().replace('-', ' ')}",
         )
-    p.add_argument("--settings", default=None, help="the modems' UART settings (115200 8N1)")
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=None,
+        help="the modems' UART rate at power-on (default: profile's)",
+    )
     p.add_argument("--config", help='a TOML file with [[modem]] and [numbers."N"] tables')
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(run=run)
@@ -53,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.numbers:
         options["numbers"] = [n.strip() for n in args.numbers.split(",") if n.strip()]
         options["count"] = len(options["numbers"])
-    if args.settings:
-        options["settings"] = args.settings
+    if args.rate:
+        options["rate"] = args.rate
     behaviours = list(options.get("behaviours", []))
     for behaviour in BEHAVIOURS[1:]:
         for number in getattr(args, behaviour.replace("-", "_")):

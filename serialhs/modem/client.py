@@ -35,6 +35,7 @@ from serialhs.driver.settings import FlowControl, Parity, SerialSettings, StopBi
 from serialhs.errors import (
     ConfigError,
     LinesUnsupportedError,
+    ModemBusy,
     ModemError,
     ModemNoAnswer,
     ModemNoCarrier,
@@ -192,6 +193,8 @@ class Modem:
         Raises the typed error for a failed result (ModemBusy, CmeError, ...) unless
         ``check=False``, and ModemTimeout (ModemUnhealthy after ``max_timeouts`` in a
         row) when the modem does not answer in time."""
+        if self.online and self._carrier_dropped():
+            self._lose_carrier()  # the far end hung up: the modem is in command mode
         if self.online:
             raise ModemError(
                 "the modem is online (in a call): escape() to command mode first",
@@ -254,22 +257,18 @@ class Modem:
         if not candidates or attempts < 1:
             raise ConfigError("dial needs at least one number and one attempt")
         last: ModemResultError | None = None
-        for _ in range(attempts):
-            for number in candidates:
-                line = f"ATD{'T' if tone else 'P'}{prefix}{number}"
-                try:
-                    reply = self.command(line, timeout=timeout)
-                except (ModemNoCarrier, ModemNoAnswer, ModemResultError) as e:
-                    if not isinstance(e, ModemNoCarrier | ModemNoAnswer) and e.result not in (
-                        "BUSY",
-                        ResultCode.BUSY,
-                    ):
-                        raise
-                    log.info("%s: %s", line, e)
-                    last = e
-                    time.sleep(pause)
-                    continue
-                return self._connected(number, reply)
+        tries = [number for _ in range(attempts) for number in candidates]
+        for index, number in enumerate(tries):
+            if index:
+                time.sleep(pause)
+            line = f"ATD{'T' if tone else 'P'}{prefix}{number}"
+            try:
+                reply = self.command(line, timeout=timeout)
+            except (ModemBusy, ModemNoCarrier, ModemNoAnswer) as e:
+                log.info("%s: %s", line, e)  # worth another try, or the next number
+                last = e
+                continue
+            return self._connected(number, reply)
         assert last is not None
         raise last
 
@@ -318,6 +317,9 @@ class Modem:
         value = reply.final.value
         self.connection = Connection.parse(number, value if isinstance(value, str) else "")
         self._carrier_lost = False
+        # RINGs of this call are over; a later wait_for_ring waits for a new one.
+        for urc in [u for u in self._urcs if u.name in ("RING", "+CRING")]:
+            self._urcs.remove(urc)
         log.info("%s: connected: %s", self.port.url, self.connection.text or "CONNECT")
         return self.connection
 
@@ -429,7 +431,11 @@ class Modem:
         if self.connection is None:
             raise ModemError("no call to return to", command="ATO", port=self.port.url)
         number = self.connection.number
-        return self._connected(number, self.command("ATO", timeout=timeout))
+        try:
+            return self._connected(number, self.command("ATO", timeout=timeout))
+        except ModemNoCarrier:
+            self.connection = None  # the call was lost while we were in command mode
+            raise
 
     def hangup(
         self, method: Literal["ath", "dtr", "escape"] = "ath", *, timeout: float = 5.0
@@ -458,6 +464,8 @@ class Modem:
             return
         if method not in ("ath", "escape"):
             raise ConfigError(f"hang-up method must be ath, dtr or escape, not {method!r}")
+        if self.online and self._carrier_dropped():
+            self._lose_carrier()
         if self.online:
             self.escape()
         self.command("ATH", timeout=timeout)
@@ -479,9 +487,10 @@ class Modem:
         ModemResponseError says what failed."""
         old = self.port.settings
         new = settings or old.replace(baudrate=rate or old.baudrate)
-        commands = dte_commands(old, new)
-        for line in commands:
-            self.command(line)  # answered at the old settings
+        line = dte_command(old, new)
+        if line is None:
+            return old
+        self.command(line)  # answered at the old settings
         self.port.drain(timeout=2.0)
         self.port.reconfigure(new)
         if self._verify(verify_timeout):
@@ -490,12 +499,14 @@ class Modem:
         self.port.reconfigure(old)
         if not self._verify(verify_timeout):
             self.port.reconfigure(new)
-            for line in dte_commands(new, old):
-                self.command(line, check=False)
+            back = dte_command(new, old)
+            if back is not None:
+                self.command(back, check=False)
+            self.port.drain(timeout=2.0)
             self.port.reconfigure(old)
         raise ModemResponseError(
             f"the modem did not answer AT at {new}; stayed at {old}",
-            command=";".join(commands),
+            command=line,
             port=self.port.url,
             lines=(),
         )
@@ -597,24 +608,26 @@ class Modem:
         )
 
 
-def dte_commands(old: SerialSettings, new: SerialSettings) -> list[str]:
-    """The V.250 commands that move a modem's DTE interface from ``old`` to ``new``."""
-    commands = []
+def dte_command(old: SerialSettings, new: SerialSettings) -> str | None:
+    """The one V.250 command line that moves a modem's DTE interface from ``old`` to
+    ``new`` (+IPR, +ICF, +IFC joined with ';', so the modem answers once, at the old
+    settings, and switches everything together), or None when nothing changes."""
+    parts = []
     if new.baudrate != old.baudrate:
-        commands.append(f"AT+IPR={new.baudrate}")
+        parts.append(f"+IPR={new.baudrate}")
     if (new.bytesize, new.parity, new.stopbits) != (old.bytesize, old.parity, old.stopbits):
         parity = new.parity is not Parity.NONE
         stop = 2 if new.stopbits is StopBits.TWO else 1
         fmt = _ICF_FORMATS.get((new.bytesize, parity, stop))
         if fmt is None:
             raise ConfigError(f"+ICF has no character format for {new.framing}")
-        commands.append(f"AT+ICF={fmt},{_ICF_PARITY[new.parity]}" if parity else f"AT+ICF={fmt}")
+        parts.append(f"+ICF={fmt},{_ICF_PARITY[new.parity]}" if parity else f"+ICF={fmt}")
     if new.flow != old.flow:
         if new.flow not in _IFC:
             raise ConfigError(f"+IFC cannot select {new.flow.value} flow control")
         dce, dte = _IFC[new.flow]
-        commands.append(f"AT+IFC={dce},{dte}")
-    return commands
+        parts.append(f"+IFC={dce},{dte}")
+    return "AT" + ";".join(parts) if parts else None
 
 
 def probe(port: Port, *, attempts: int = 3, timeout: float = 0.5) -> bool:

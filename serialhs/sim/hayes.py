@@ -739,6 +739,7 @@ class HayesModem:
         now: float = 0.0,
         ring_on: float = RING_ON,
         ring_period: float = RING_PERIOD,
+        rate: int | None = None,
     ) -> None:
         if not 0 < ring_on < ring_period:
             raise SimError(
@@ -753,7 +754,7 @@ class HayesModem:
         self._factory = _Config.factory(profile)
         self._stored = self._factory.copy()
         self._cfg = self._factory.copy()
-        self._uart_rate = profile.default_rate
+        self._uart_rate = rate or profile.default_rate  #: the UART's rate at power-on
         self._uart = self._compute_uart()
         self._events: list[Event] = []
         self._out = bytearray()

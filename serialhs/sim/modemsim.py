@@ -34,7 +34,6 @@ from typing import Any
 from serialhs import hwconfig
 from serialhs.driver.lines import Line
 from serialhs.driver.port import Port
-from serialhs.driver.settings import SerialSettings
 from serialhs.errors import ConfigError, SerialHSError, SimError
 from serialhs.modem.profile import ModemProfile, load_modem_profile
 from serialhs.sim import hayes
@@ -73,15 +72,16 @@ class _EmulatedModem:
         exchange: Exchange,
         profile: ModemProfile,
         number: str,
-        settings: SerialSettings,
+        rate: int | None,
         wire_options: Mapping[str, Any],
     ) -> None:
         self.exchange = exchange
         self.profile = profile
         self.number = number
-        self.wire = Wire(settings=settings, **wire_options)
-        self.settings = settings
-        self.core = hayes.HayesModem(profile, number=number, now=time.monotonic())
+        self.core = hayes.HayesModem(profile, number=number, now=time.monotonic(), rate=rate)
+        #: the modem's UART as the emulator sets it (rate, format, &K flow control)
+        self.settings = self.core.uart
+        self.wire = Wire(settings=self.settings, **wire_options)
         self.inbox: queue.SimpleQueue[Callable[[float], None]] = queue.SimpleQueue()
         self.peer: _EmulatedModem | None = None
         self.port: Port | None = None
@@ -275,13 +275,12 @@ class ModemSim:
         profiles: Sequence[str | ModemProfile] = ("v90_dialup",),
         numbers: Sequence[str] | None = None,
         behaviours: Sequence[NumberBehaviour] = (),
-        settings: SerialSettings | str = "115200 8N1",
+        rate: int | None = None,
         wire_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``rate``: the modems' UART rate at power-on (default: each profile's)."""
         if count < 1:
             raise ConfigError("a modem-sim needs at least one modem")
-        if isinstance(settings, str):
-            settings = SerialSettings.parse(settings)
         numbers = list(numbers or [f"555{1000 + i:04d}" for i in range(count)])
         if len(numbers) != count:
             raise ConfigError(f"{count} modems but {len(numbers)} numbers")
@@ -289,7 +288,7 @@ class ModemSim:
         self.exchange = Exchange(behaviours)
         self.modems = [
             _EmulatedModem(
-                self.exchange, loaded[i % len(loaded)], numbers[i], settings, wire_options or {}
+                self.exchange, loaded[i % len(loaded)], numbers[i], rate, wire_options or {}
             )
             for i in range(count)
         ]
@@ -342,7 +341,7 @@ class ModemSim:
 def load_sim_config(path: str | Path) -> dict[str, Any]:
     """Read a modem-sim TOML file into ModemSim's keyword arguments::
 
-        settings = "115200 8N1"          # optional: the modems' UART settings
+        rate = 115200                    # optional: the modems' UART rate at power-on
 
         [[modem]]
         number = "5551000"
@@ -354,16 +353,10 @@ def load_sim_config(path: str | Path) -> dict[str, Any]:
     Errors are ProfileErrors naming the file and the line.
     """
     doc = hwconfig.read_document(path)
-    hwconfig.reject_unknown_tables(doc, ("settings", "modem", "numbers"))
-    settings = doc.data.get("settings", "115200 8N1")
-    if not isinstance(settings, str):
-        raise doc.error(
-            'settings must be a string such as "115200 8N1"', line=doc.line_of(None, "settings")
-        )
-    try:
-        SerialSettings.parse(settings)
-    except ConfigError as e:
-        raise doc.error(str(e), line=doc.line_of(None, "settings")) from None
+    hwconfig.reject_unknown_tables(doc, ("rate", "modem", "numbers"))
+    rate = doc.data.get("rate")
+    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0):
+        raise doc.error("rate must be a positive whole number", line=doc.line_of(None, "rate"))
     entries = doc.data.get("modem", [])
     if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
         raise doc.error("modems are [[modem]] tables", line=doc.line_of(None, "modem"))
@@ -407,5 +400,5 @@ def load_sim_config(path: str | Path) -> dict[str, Any]:
         "numbers": [m["number"] for m in modems] or None,
         "profiles": [m["profile"] for m in modems] or ("v90_dialup",),
         "behaviours": behaviours,
-        "settings": settings,
+        "rate": rate,
     }
