@@ -42,6 +42,7 @@ import cProfile
 import datetime
 import io
 import json
+import math
 import os
 import platform
 import pstats
@@ -56,11 +57,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import serial
 
 from serialhs.driver.port import Port
+from serialhs.modem.atcore import ATCore, Final
 from serialhs.modem.client import POLL, Modem
 from serialhs.modem.profile import load_modem_profile
 from serialhs.sim.hayes import HayesModem, ToDte
@@ -282,6 +284,21 @@ def bare_measure(path: str, echo: bool, least: float, min_trips: int) -> Measure
         return run_loop(step, least, min_trips)
 
 
+def port_measure(path: str, echo: bool, least: float, min_trips: int) -> Measured:
+    """The driver without the AT engine: Port.write, then Port.read_until (used by
+    --profile to split the engine's cost between the Port and the AT core)."""
+    expected = REPLIES[echo]
+    with Port(path, SETTINGS, discard_input=True) as port:
+
+        def step() -> None:
+            port.write(b"AT\r", timeout=REPLY_TIMEOUT)
+            reply = port.read_until(TERMINATOR, timeout=REPLY_TIMEOUT)
+            if reply != expected:
+                raise RuntimeError(f"unexpected reply to AT: {reply!r}, wanted {expected!r}")
+
+        return run_loop(step, least, min_trips)
+
+
 def raw_measure(path: str, echo: bool, least: float, min_trips: int) -> Measured:
     """The floor: os.write, then select and os.read on the fd until the reply is
     whole; no library at all."""
@@ -385,14 +402,74 @@ def bench(profile: Profile, echo: bool, log: Callable[[str], None]) -> dict[str,
 # -- the profile of the engine's loop --------------------------------------------------
 
 
+def core_alone(echo: bool, count: int = 20000) -> float:
+    """µs per command of the sans-I/O AT core by itself: the engine's parsing cost."""
+    core = ATCore(echo=echo)
+    reply = REPLIES[echo]
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(count):
+            core.send_command("AT", time.monotonic(), timeout=REPLY_TIMEOUT)
+            core.receive_data(reply)
+            core.handle_timer(time.monotonic())
+            events = core.events()
+        best = min(best, time.perf_counter() - start)
+        if not isinstance(events[-1], Final) or not events[-1].success:
+            raise RuntimeError(f"the core did not end with OK: {events!r}")
+    return 1e6 * best / count
+
+
+class _MemoryPort:
+    """A stand-in for Port that answers every write with the emulator's reply at
+    once, from memory: Modem.command with no I/O at all."""
+
+    url = "memory"
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.pending = b""
+
+    def write(self, data: bytes, *, timeout: float | None = None) -> int:
+        self.pending = self.reply
+        return len(data)
+
+    def read_some(self, max_size: int, *, timeout: float | None = None) -> bytes:
+        if not self.pending:
+            raise RuntimeError("the engine read with no reply pending")
+        return self.read_available(max_size)
+
+    def read_available(self, max_size: int) -> bytes:
+        out, self.pending = self.pending, b""
+        return out
+
+
+def client_alone(echo: bool, count: int = 20000) -> float:
+    """µs per Modem.command("AT") over an in-memory port: the AT core plus the
+    client's own code, without the driver and without system calls."""
+    modem = Modem(cast(Any, _MemoryPort(REPLIES[echo])), timeout=REPLY_TIMEOUT)
+    modem.core.echo = echo
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(count):
+            reply = modem.command("AT")
+        best = min(best, time.perf_counter() - start)
+        if not reply.ok:
+            raise RuntimeError(f"unexpected reply to AT: {reply!r}")
+    return 1e6 * best / count
+
+
 def profile_engine(seconds: float, echo: bool, top: int) -> str:
     out = io.StringIO()
     with SocatPair() as pair:
         responder = Responder(pair.b, echo=echo)
         responder.start()
         try:
-            # One unprofiled measurement of each client first, for reference.
-            plain = {name: client(pair.a, echo, seconds, 100) for name, client in CLIENTS.items()}
+            # One unprofiled measurement of each client first, for reference, and
+            # of the Port alone (the engine minus the AT core).
+            clients = {**CLIENTS, "port": port_measure}
+            plain = {name: client(pair.a, echo, seconds, 100) for name, client in clients.items()}
             with Port(pair.a, SETTINGS, discard_input=True) as port:
                 modem = Modem(port, timeout=REPLY_TIMEOUT)
                 modem.core.echo = echo
@@ -415,7 +492,18 @@ def profile_engine(seconds: float, echo: bool, top: int) -> str:
         file=out,
     )
     for name, m in plain.items():
-        print(f"  {name:<7}{m.trips_per_s:7.0f}/s  {m.cpu_us:6.0f} us CPU", file=out)
+        text = LABELS.get(name, "Port only: Port.write + Port.read_until(OK)")
+        print(f"  {text:<44}{m.trips_per_s:7.0f}/s  {m.cpu_us:6.0f} us CPU", file=out)
+    print(
+        f"  ATCore alone (send_command, receive_data, handle_timer, events; no I/O): "
+        f"{core_alone(echo):.1f} us per command",
+        file=out,
+    )
+    print(
+        f"  Modem.command over an in-memory port (ATCore + client code; no driver, no I/O): "
+        f"{client_alone(echo):.1f} us per command",
+        file=out,
+    )
     print(
         f"engine under cProfile (its thread only; the profiler slows it): {trips} round trips "
         f"in {elapsed:.2f} s, {trips / elapsed:.0f}/s, {1e6 * elapsed / trips:.0f} us each",

@@ -214,9 +214,9 @@ def measure(transfer: Transfer, a: str, b: str, payload: bytes, min_time: float)
 
 
 def wire_round(payload: bytes, min_time: float) -> Measured:
-    # overflow="block": an unpaced sender is infinitely fast, so with the default
-    # "overrun" the receiver's 4 KiB buffer overruns and bytes are lost (counted);
-    # "block" holds the sender back instead, so the payload arrives whole.
+    # overflow="block" (the default of an unpaced wire, spelled out): an unpaced
+    # sender is infinitely fast, so "overrun" would drop (and count) what the
+    # receiver's buffer cannot hold; "block" holds the sender back instead.
     with Wire(settings=UNPACED_SETTINGS, paced=False, overflow="block") as wire:
         result = measure(ports_transfer, wire.a.pty, wire.b.pty, payload, min_time)
         stats = wire.b.stats()
