@@ -34,12 +34,28 @@ original cause stays attached.
     │   │   └── CmsError            +CMS ERROR: <n|text> (.code int or None, .meaning)
     │   ├── ModemTimeout            no final result in time (a SerialTimeoutError too)
     │   └── ModemUnhealthy          the modem stopped answering or failed a health check
+    ├── NegotiationError            link negotiation failed or was misused (.state, .event)
+    │   ├── LocalProtocolError      this end misused a negotiation core (an illegal transition)
+    │   ├── RemoteProtocolError     the peer broke the link protocol
+    │   │   ├── FrameError          bytes that are no good frame (.reason such as crc, .data)
+    │   │   └── CapabilityError     a malformed capability list, or an unknown critical capability
+    │   ├── IncompatiblePeerError   the two ends have no transfer protocol in common
+    │   └── NegotiationFailed       a negotiation ended without agreement (.reason, .code)
+    │       ├── PeerNotIdentifiedError  the peer never answered; the port stays at the safe default
+    │       └── PeerResetError      the peer reset the session (RST)
     └── SimError                    the hardware-free lab failed
         └── ToolMissingError        a needed program (socat, ...) is not installed
 
 ``ModemTimeout`` is both a ``ModemError`` and a ``SerialTimeoutError``, so
 ``except TimeoutError`` catches it too. ``serialhs.modem.atcore.error_for`` turns
 a final result into its ``ModemResultError``.
+
+The negotiation cores never raise for what the peer sends: a bad frame or a
+frame that does not fit the state comes out as an event. ``LocalProtocolError``
+is for this end's mistakes (a call the state table does not allow; it names the
+state and the event). ``FrameError`` and ``CapabilityError`` come from the
+codecs' functions; ``NegotiationFailed`` and its subclasses are what adapters
+raise when a negotiation core reports that it ended without agreement.
 
 Exceptions that carry received bytes (``ReadTimeout.partial``,
 ``PortDisconnectedError.partial``) are how "nothing already received is lost"
@@ -55,12 +71,16 @@ if TYPE_CHECKING:
     from serialhs.modem.results import ResultCode
 
 __all__ = [
+    "CapabilityError",
     "CmeError",
     "CmsError",
     "ConfigError",
+    "FrameError",
+    "IncompatiblePeerError",
     "InputOverflowError",
     "LineWaitTimeout",
     "LinesUnsupportedError",
+    "LocalProtocolError",
     "ModemBusy",
     "ModemCommandError",
     "ModemError",
@@ -72,6 +92,10 @@ __all__ = [
     "ModemResultError",
     "ModemTimeout",
     "ModemUnhealthy",
+    "NegotiationError",
+    "NegotiationFailed",
+    "PeerNotIdentifiedError",
+    "PeerResetError",
     "PortBusyError",
     "PortDisconnectedError",
     "PortError",
@@ -81,6 +105,7 @@ __all__ = [
     "PortPermissionError",
     "ProfileError",
     "ReadTimeout",
+    "RemoteProtocolError",
     "SerialHSError",
     "SerialTimeoutError",
     "SettingsError",
@@ -520,6 +545,114 @@ class ModemUnhealthy(ModemError):
             port=port,
             hint=hint or "reset the modem (DTR drop, ATZ) or power-cycle it; check the cable",
         )
+
+
+# --- link negotiation --------------------------------------------------------------------
+
+
+class NegotiationError(SerialHSError):
+    """Link negotiation failed or was misused. ``state`` and ``event`` name the
+    core's state and the event involved where known, ``port`` the port, ``hint``
+    what to try."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: str | None = None,
+        event: str | None = None,
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.state = state
+        self.event = event
+        self.port = port
+        self.hint = hint
+        parts = [f"{port}: " if port else "", message]
+        if state is not None or event is not None:
+            where = ", ".join(
+                f"{name} {value}"
+                for name, value in (("state", state), ("event", event))
+                if value is not None
+            )
+            parts.append(f" [{where}]")
+        if hint:
+            parts.append(f" ({hint})")
+        super().__init__("".join(parts))
+
+
+class LocalProtocolError(NegotiationError):
+    """This end used a negotiation core in a way its state does not allow (the
+    state table has no such transition), or built a frame that cannot exist."""
+
+
+class RemoteProtocolError(NegotiationError):
+    """The peer sent something the link protocol does not allow."""
+
+
+class FrameError(RemoteProtocolError):
+    """Bytes that are no good frame. ``reason`` says why (crc, too-long, truncated,
+    length, version, escape, aborted, ...) and ``data`` holds the bytes."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        data: bytes = b"",
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.data = bytes(data)
+        super().__init__(f"bad frame ({reason}): {message}", port=port, hint=hint)
+
+
+class CapabilityError(RemoteProtocolError):
+    """A capability list that cannot be read: a TLV running past the end, a value
+    of the wrong size, or a critical capability this end does not know.
+    ``cap_type`` is the TLV type involved, where known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cap_type: int | None = None,
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.cap_type = cap_type
+        super().__init__(message, port=port, hint=hint)
+
+
+class IncompatiblePeerError(NegotiationError):
+    """The two ends have nothing in common to agree on (no common transfer protocol)."""
+
+
+class NegotiationFailed(NegotiationError):
+    """A negotiation ended without agreement. ``reason`` says why; ``code`` is the
+    RST reason code sent or received, where there was one."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: int | None = None,
+        state: str | None = None,
+        port: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.code = code
+        super().__init__(reason, state=state, port=port, hint=hint)
+
+
+class PeerNotIdentifiedError(NegotiationFailed):
+    """Nothing answered the handshake: the port stays at the safe default."""
+
+
+class PeerResetError(NegotiationFailed):
+    """The peer reset the session with a RST."""
 
 
 # --- the lab ---------------------------------------------------------------------------

@@ -18,6 +18,9 @@ CORES = [
     "serialhs.sim.hayes",
     "serialhs.modem.atcore",
     "serialhs.modem.chat",
+    "serialhs.negotiate.frames",
+    "serialhs.negotiate.capabilities",
+    "serialhs.negotiate.handshake",
 ]
 
 
