@@ -30,6 +30,7 @@ import errno
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class WireLineAccess:
             raise
         self._sock = sock
         self._buffer = bytearray()
+        self._lock = threading.Lock()  # one request and its reply at a time
         reply = self._call({"op": "hello"})
         if reply.get("rdev") != rdev:
             self.close()
@@ -86,6 +88,10 @@ class WireLineAccess:
         self.end = str(reply.get("end", "?"))
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return self._exchange(request)
+
+    def _exchange(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
             self._sock.sendall(json.dumps(request).encode() + b"\n")
             while b"\n" not in self._buffer:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -113,7 +114,8 @@ class WireEnd:
         return self._wire._call(lambda: self._wire._core.settings(self.name))
 
     def stats(self) -> WireStats:
-        return self._wire._call(lambda: self._wire._core.stats(self.name))
+        """A snapshot of what this end's receiver counted."""
+        return self._wire._call(lambda: dataclasses.replace(self._wire._core.stats(self.name)))
 
     def describe(self) -> dict[str, str]:
         return {"pty": self.pty, "device": self.device, "rfc2217": self.rfc2217}
@@ -579,10 +581,13 @@ class Wire:
             }
             self._core.set_settings(plug.end, current.replace(**changed), now)
         plug.termios = seen
+        # PARMRK is left to the kernel: the pty's own line discipline doubles every
+        # \377 it is handed, and a mark the wire wrote would be doubled too; so
+        # errors reach a PARMRK reader as NUL, unmarked (bytes written to a pty
+        # master cannot carry the error flag a UART driver gives).
         policy = RxPolicy(
             inpck=bool(iflag & termios.INPCK),
             ignpar=bool(iflag & termios.IGNPAR),
-            parmrk=bool(iflag & termios.PARMRK),
             ignbrk=bool(iflag & termios.IGNBRK),
             istrip=bool(iflag & termios.ISTRIP),
         )
