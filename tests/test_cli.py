@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,13 +16,16 @@ from serialhs.errors import ModemBusy
 from serialhs.modem.client import Modem
 
 
-def serialhs(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def serialhs(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "serialhs", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -32,6 +36,26 @@ def test_ports_json_is_valid_json_without_hardware():
     assert isinstance(ports, list)
     for port in ports:
         assert {"device", "vid", "pid", "serial_number", "profile"} <= port.keys()
+
+
+def test_ports_merges_usb_devices_with_their_roles():
+    result = serialhs("ports", "--json", env={"SERIALHS_USB": "virtual:ft232r,cdc_modem"})
+    assert result.returncode == 0, result.stderr
+    ports = json.loads(result.stdout)
+    by_device = {p["device"]: p for p in ports}
+    ftdi = by_device["usb://0403:6001?serial=A50285BI&interface=0"]
+    assert ftdi["profile"] == "ft232r" and ftdi["user_space"] is True
+    roles = {p["role"] for p in ports if p.get("usb") == "2c7c:0125"}
+    assert {"at", "diag", "nmea"} <= roles
+
+
+@pytest.mark.parametrize("setting", ["none", "libusb"])
+def test_ports_works_without_usb_and_says_what_it_could_not_see(setting):
+    result = serialhs("ports", "--json", env={"SERIALHS_USB": setting})
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)
+    if setting == "none":
+        assert "USB access is switched off" in result.stderr
 
 
 def test_ports_table():
