@@ -237,3 +237,16 @@ def test_latency_delays_without_reordering():
     assert delivered(early) == b""
     late = run(core, 0.1)
     assert delivered(late) == b"ordered"
+
+
+def test_a_cable_with_a_rate_limit_garbles_faster_characters():
+    fast = SerialSettings(115200)
+    core = WireCore(wiring=NULL_MODEM, settings=fast, max_baud=57600)
+    core.transmit("a", b"hi", 0.0)
+    events = run(core, 0.01)
+    assert delivered(events) == b"\x00\x00"
+    assert core.stats("b").framing_errors == 2
+    core.set_settings("a", S9600, 0.01)
+    core.set_settings("b", S9600, 0.01)
+    core.transmit("a", b"ok", 0.01)
+    assert delivered(run(core, 0.05)) == b"ok"

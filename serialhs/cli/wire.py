@@ -40,6 +40,12 @@ def register(sub: Any) -> None:
         help="what a full receiver without flow control does "
         "(default: overrun, counted; block when --unpaced)",
     )
+    p.add_argument(
+        "--max-baud",
+        type=int,
+        default=None,
+        help="the fastest rate the cable carries; faster characters arrive as framing errors",
+    )
     p.add_argument("--host", default="127.0.0.1", help="where the RFC 2217 servers listen")
     p.add_argument("--trace", metavar="PATH", help="save a trace at exit (.vcd, or text)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         overflow=args.overflow,
         trace=bool(args.trace),
+        max_baud=args.max_baud,
     )
     try:
         with wire:

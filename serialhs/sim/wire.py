@@ -157,6 +157,7 @@ class Wire:
         tx_limit: int = 4096,
         rx_limit: int = 4096,
         overflow: Overflow | str | None = None,
+        max_baud: int | None = None,
     ) -> None:
         if isinstance(settings, str):
             settings = SerialSettings.parse(settings)
@@ -181,6 +182,7 @@ class Wire:
             overflow=overflow,
             trace=self.trace,
             start=start,
+            max_baud=max_baud,
         )
         self._default = settings or SerialSettings()
         self._rfc2217 = rfc2217

@@ -227,6 +227,7 @@ class WireCore:
         overflow: Overflow | str | None = None,
         trace: WireTrace | None = None,
         start: float = 0.0,
+        max_baud: int | None = None,
     ) -> None:
         if tx_limit < 1 or rx_limit < 16:
             raise ConfigError("tx_limit must be at least 1 and rx_limit at least 16 bytes")
@@ -241,6 +242,9 @@ class WireCore:
         self.overflow = Overflow(overflow)
         self.trace = trace
         self.seed = seed
+        #: the fastest rate the cable carries: characters sent faster arrive as
+        #: framing errors (a long or poor cable; what line training must find)
+        self.max_baud = max_baud
         self.now = start
         initial = settings if isinstance(settings, Mapping) else None
         default = settings if isinstance(settings, SerialSettings) else SerialSettings()
@@ -453,7 +457,16 @@ class WireCore:
 
     def _fast(self, d: _Direction) -> bool:
         """Can characters pass as bytes (same timing and framing, no faults, no trace)?"""
-        return d.injector is None and self.trace is None and not self._exact(d)
+        return (
+            d.injector is None
+            and self.trace is None
+            and not self._exact(d)
+            and not self._too_fast(d)
+        )
+
+    def _too_fast(self, d: _Direction) -> bool:
+        rate = self._ends[d.src].settings.baudrate
+        return self.paced and self.max_baud is not None and rate > self.max_baud
 
     def _schedule_run(self, d: _Direction, first: float, step: float, data: bytes) -> None:
         rx = self._ends[d.dst].settings
@@ -479,6 +492,9 @@ class WireCore:
         rx = self._ends[d.dst].settings
         if self.trace is not None and self.paced:
             self.trace.waveform(start, f"{d.src}.txd", uart.frame_waveform(value, tx))
+        if self._too_fast(d):
+            self._schedule(d, end, uart.RxChar(0, True, False, False, end))
+            return
         if d.injector is None:
             chars: list[tuple[int, int]] = [(value, 0)]
         else:

@@ -1,0 +1,99 @@
+"""The SHS handshake on serialhs ports over the virtual wire."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from serialhs.driver.port import Port
+from serialhs.driver.settings import FlowControl, SerialSettings
+from serialhs.errors import PeerNotIdentifiedError
+from serialhs.negotiate.capabilities import Capabilities
+from serialhs.negotiate.link import LinkResult, negotiate
+from serialhs.sim.wire import Wire
+
+SAFE = SerialSettings(9600)
+
+
+def both_ends(
+    wire: Wire, caps_a: Capabilities, caps_b: Capabilities
+) -> tuple[LinkResult, LinkResult]:
+    results: dict[str, object] = {}
+
+    def responder() -> None:
+        with Port(wire.b.pty, SAFE) as port:
+            try:
+                results["b"] = negotiate(port, "responder", caps_b, timeout=60)
+            except Exception as e:
+                results["b"] = e
+
+    thread = threading.Thread(target=responder)
+    thread.start()
+    try:
+        with Port(wire.a.pty, SAFE) as port:
+            results["a"] = negotiate(port, "initiator", caps_a, timeout=60)
+    finally:
+        thread.join(70)
+    a, b = results["a"], results["b"]
+    assert isinstance(a, LinkResult) and isinstance(b, LinkResult), (a, b)
+    return a, b
+
+
+def test_two_ends_agree_the_best_common_settings():
+    with Wire(settings=SAFE) as wire:
+        a, b = both_ends(
+            wire,
+            Capabilities.up_to(115200, flow=(FlowControl.NONE, FlowControl.RTSCTS)),
+            Capabilities.up_to(57600, flow=(FlowControl.NONE, FlowControl.RTSCTS)),
+        )
+    assert a.settings == b.settings
+    assert a.settings.baudrate == 57600 and a.settings.flow is FlowControl.RTSCTS
+    assert a.agreed.session_id == b.agreed.session_id
+
+
+def test_training_settles_on_the_highest_rate_the_line_carries():
+    with Wire(settings=SAFE, max_baud=38400) as wire:
+        a, b = both_ends(wire, Capabilities.up_to(115200), Capabilities.up_to(115200))
+    assert a.settings == b.settings
+    assert a.settings.baudrate == 38400
+    failed = [step.settings.baudrate for step in a.steps if not step.ok]
+    assert failed and min(failed) > 38400  # the faster rungs were tried and failed
+
+
+def test_a_silent_peer_leaves_the_initiator_at_the_safe_default():
+    with Wire(settings=SAFE) as wire, Port(wire.a.pty, SAFE) as port:
+        with pytest.raises(PeerNotIdentifiedError, match="peer not identified"):
+            negotiate(port, "initiator", Capabilities.up_to(115200), timeout=60)
+        assert port.settings == SAFE
+
+
+def test_the_negotiate_command_on_both_ends_of_a_wire():
+    with Wire(settings=SAFE, max_baud=57600) as wire:
+        responder = subprocess.Popen(
+            [sys.executable, "-m", "serialhs", "negotiate", wire.b.pty, "--listen", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            initiator = subprocess.run(
+                [sys.executable, "-m", "serialhs", "negotiate", wire.a.pty, "--json"],
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+            out, _ = responder.communicate(timeout=90)
+        finally:
+            if responder.poll() is None:
+                responder.kill()
+                responder.wait()
+    assert initiator.returncode == 0, initiator.stderr
+    mine, theirs = json.loads(initiator.stdout), json.loads(out)
+    assert mine["agreed"] and theirs["agreed"]
+    assert mine["settings"] == theirs["settings"] and mine["baudrate"] == 57600
+    assert any(not step["ok"] for step in mine["steps"])
