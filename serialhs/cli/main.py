@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from serialhs import __version__
-from serialhs.cli import chat, demo, lines, modemsim, negotiate, ports, wire
+from serialhs.cli import chat, demo, lines, modemsim, negotiate, ports, udevrules, wire
 from serialhs.errors import SerialHSError
 from serialhs.log import TRACE
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv: hexdumps)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ports, lines, wire, modemsim, chat, negotiate, demo):
+    for module in (ports, lines, wire, modemsim, chat, negotiate, udevrules, demo):
         module.register(sub)
     return parser
 

@@ -41,7 +41,7 @@ from serialhs.driver.lineaccess import (
     is_pty_device,
 )
 from serialhs.driver.lines import Line, Lines
-from serialhs.driver.settings import Parity, SerialSettings
+from serialhs.driver.settings import Parity, SerialSettings, StopBits
 from serialhs.driver.transcript import Transcript
 from serialhs.errors import (
     ConfigError,
@@ -72,6 +72,12 @@ __all__ = [
 
 log = logging.getLogger("serialhs.driver")
 
+# usb://VID:PID?serial=... URLs are served by serialhs's user-space USB drivers.
+# Only the package name is registered here (pyserial imports serialhs.usb.protocol_usb
+# when such a URL is opened), so the driver layer loads no USB code until then.
+if "serialhs.usb" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append("serialhs.usb")
+
 LinesPolicy = Literal["strict", "tolerant"]
 
 #: Default for every wait when the caller gives none, in seconds.
@@ -80,6 +86,8 @@ DEFAULT_TIMEOUT = 1.0
 CHUNK = 65536
 #: How long one blocking pyserial call may take on URL ports (loop://, rfc2217://).
 URL_POLL = 0.02
+#: Shortest write timeout given to URL handlers (usb://, rfc2217://, ...).
+URL_WRITE_TIMEOUT = 5.0
 #: Line polling interval while waiting for a condition.
 LINE_POLL = 0.002
 
@@ -265,7 +273,10 @@ class Port:
         drop any character size but 8 and any parity on a pty, so a pty is given
         8N and keeps the asked framing only in ``settings`` (bytes pass as they are)."""
         if self._pty:
-            settings = settings.replace(bytesize=8, parity=Parity.NONE)
+            stop = settings.stopbits
+            if stop is StopBits.ONE_POINT_FIVE:  # 1.5 exists only with 5 data bits
+                stop = StopBits.TWO
+            settings = settings.replace(bytesize=8, parity=Parity.NONE, stopbits=stop)
         return settings.pyserial_kwargs()
 
     def _open_serial(self, device: str | None) -> None:
@@ -278,7 +289,9 @@ class Port:
             raise ConfigError(f"cannot use port {self.url!r}: {e}") from e
         is_tty = isinstance(instance, serialposix.Serial)
         instance.timeout = 0 if is_tty else URL_POLL
-        instance.write_timeout = None
+        # tty writes are bounded by the port's own select loop; URL handlers bound
+        # theirs with pyserial's write timeout (a write held by flow control).
+        instance.write_timeout = None if is_tty else max(self.timeout, URL_WRITE_TIMEOUT)
         rts, dtr = self._initial
         if rts is not None:
             instance.rts = rts
@@ -291,6 +304,8 @@ class Port:
             setattr(instance, name, _no_flush)
         try:
             instance.open()
+        except ValueError as e:  # a setting the port (or its URL handler) refuses
+            raise ConfigError(f"cannot open {self.url} at {self._settings}: {e}") from e
         except (serial.SerialException, OSError) as e:
             raise self._open_error(e, device) from e
         finally:
@@ -433,6 +448,8 @@ class Port:
         with self._tx_lock:
             try:
                 written = self._io.write(view, time.monotonic() + limit)
+            except serial.SerialTimeoutException:
+                written = 0  # a URL handler's write timeout: how much went out is unknown
             except (serial.SerialException, OSError) as e:
                 raise map_error(e, port=self.url, operation="write to") from e
         sent = bytes(view[:written])
