@@ -149,6 +149,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "B got b'hello over the phone line'" in out
     assert "A: back in command mode, AT -> OK" in out
     assert "carrier lost" in out
+    assert "ATI -> 5601" in out  # through the virtual FT232R to the modem behind it
+    assert "interface=2: ATI -> Quectel / EC25" in out  # the EC25's AT interface by role
     text = (tmp_path / "transcript.txt").read_text()
     assert " tx " in text and " rx " in text and "settings" in text
     vcd = (tmp_path / "wire.vcd").read_text()

@@ -21,6 +21,7 @@ from serialhs.errors import ModemNoCarrier
 from serialhs.modem.client import Modem
 from serialhs.sim.modemsim import ModemSim
 from serialhs.sim.wire import Wire
+from serialhs.usb.discovery import find_at_interface, list_usb_devices
 
 CRLF = b"\r\n"
 
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         wire.save_trace(text)
 
     dial_two_modems(transcript)
+    usb_devices(transcript)
 
     step("transcript (first lines)")
     lines = transcript.to_text(limit=24).splitlines()
@@ -164,3 +166,34 @@ def dial_two_modems(transcript: Transcript) -> None:
                     tail += b.read_some(timeout=5)
             except ModemNoCarrier as e:
                 print(f"B: {e}; the last data was {tail!r}")
+
+
+#: The virtual USB devices of the demo: an FT232R adapter with a modem on its
+#: serial side, and a Quectel EC25 LTE module (several interfaces, one for AT).
+DEMO_USB = "virtual:ft232r@modem,cdc_modem"
+
+
+def usb_devices(transcript: Transcript) -> None:
+    """Discover virtual USB devices and talk through them with user-space drivers."""
+    step(f"virtual USB devices (SERIALHS_USB={os.environ.get('SERIALHS_USB', DEMO_USB)})")
+    os.environ.setdefault("SERIALHS_USB", DEMO_USB)
+    devices = list_usb_devices()
+    for device in devices:
+        print(device.summary())
+        for iface in device.interfaces:
+            if iface.roles:
+                print(f"   interface {iface.number}: {', '.join(iface.roles)}")
+    settings = SerialSettings.parse("115200 8N1")
+    for device in devices:
+        if device.adapter is not None and device.adapter.name == "ft232r":
+            url = device.url(0)
+            what = "through the FT232R (user-space FTDI driver) to the modem behind it"
+        elif device.modem is not None and (at := find_at_interface(device)) is not None:
+            url = device.url(at.number)
+            what = f"to the {device.modem.model}'s AT interface (picked by its role)"
+        else:
+            continue
+        step(f"AT {what}")
+        with Port(url, settings, transcript=transcript) as port:
+            modem = Modem(port)
+            print(f"{url}: ATI -> {' / '.join(modem.query('ATI'))}")
