@@ -39,18 +39,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import io
-import json
 import math
 import os
-import platform
 import pstats
 import select
-import shlex
-import shutil
-import statistics
-import subprocess
 import sys
 import termios
 import threading
@@ -60,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import serial
+from _common import command_line, fmt, log, machine_info, report, summary
 
 from serialhs.driver.port import Port
 from serialhs.modem.atcore import ATCore, Final
@@ -97,43 +91,6 @@ class Profile:
 
 FULL = Profile("full", rounds=9, min_measure=1.0, min_trips=500)
 QUICK = Profile("quick", rounds=5, min_measure=0.8, min_trips=200)
-
-
-# -- helpers -------------------------------------------------------------------------
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "values": values,
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    socat = shutil.which("socat")
-    socat_version = ""
-    if socat:
-        out = subprocess.run(
-            [socat, "-V"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-        for line in out.splitlines():
-            if line.startswith("socat version"):
-                socat_version = line.strip()
-                break
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "kernel": platform.release(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "pyserial": serial.__version__,
-        "socat": socat_version,
-        "loadavg_start": list(os.getloadavg()),
-    }
 
 
 # -- the emulator on end b ------------------------------------------------------------
@@ -518,10 +475,6 @@ def profile_engine(seconds: float, echo: bool, top: int) -> str:
 # -- output ----------------------------------------------------------------------------
 
 
-def fmt(s: dict[str, Any], spec: str) -> str:
-    return f"{s['median']:{spec}} [{s['min']:{spec}} .. {s['max']:{spec}}]"
-
-
 LABELS = {
     "engine": 'engine: Modem(Port).command("AT")',
     "bare": "bare pyserial: write + read_until(OK)",
@@ -607,18 +560,13 @@ def main(argv: list[str] | None = None) -> int:
         min_trips=base.min_trips,
     )
     echoes = {"on": [True], "off": [False], "both": [True, False]}[args.echo]
-    command = shlex.join(
-        [os.path.relpath(sys.executable), os.path.relpath(sys.argv[0]), *sys.argv[1:]]
-    )
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+    command = command_line()
 
     if args.profile:
         print(profile_engine(args.seconds or 3.0, echoes[0], top=25))
         return 0
     started = time.perf_counter()
-    machine = machine_info()
+    machine = machine_info(pyserial=serial.__version__)
     runs = []
     for echo in echoes:
         log(f"AT round trips, E{int(echo)} ({profile.rounds} rounds)")
@@ -643,10 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": all(r["goal_met"] for r in runs),
         "wall_s": time.perf_counter() - started,
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(table(result))
+    report(result, as_json=args.json, table=table)
     return 0
 
 

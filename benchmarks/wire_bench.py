@@ -30,23 +30,19 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import io
 import itertools
-import json
 import os
-import platform
 import pstats
-import shlex
-import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from _common import command_line, fmt, log, machine_info, report, summary
 
 from serialhs.driver.port import Port
 from serialhs.driver.settings import SerialSettings
@@ -85,39 +81,6 @@ QUICK = Profile("quick", payload=256 << 10, rounds=5, pacing_runs=3, min_measure
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "values": values,
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    socat = shutil.which("socat")
-    socat_version = ""
-    if socat:
-        out = subprocess.run(
-            [socat, "-V"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-        for line in out.splitlines():
-            if line.startswith("socat version"):
-                socat_version = line.strip()
-                break
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "kernel": platform.release(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "socat": socat_version,
-        "loadavg_start": list(os.getloadavg()),
-    }
 
 
 class _Writer(threading.Thread):
@@ -461,10 +424,6 @@ def profile_wire(size: int, top: int) -> str:
 # -- output ----------------------------------------------------------------------------
 
 
-def fmt(s: dict[str, Any], spec: str) -> str:
-    return f"{s['median']:{spec}} [{s['min']:{spec}} .. {s['max']:{spec}}]"
-
-
 def table(result: dict[str, Any]) -> str:
     t = result["throughput"]
     m = result["machine"]
@@ -546,12 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         pacing_runs=args.pacing_runs or base.pacing_runs,
         min_measure=base.min_measure,
     )
-    command = shlex.join(
-        [os.path.relpath(sys.executable), os.path.relpath(sys.argv[0]), *sys.argv[1:]]
-    )
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+    command = command_line()
 
     if args.profile:
         print(profile_wire(profile.payload, top=20))
@@ -573,10 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         "pacing": paced,
         "wall_s": time.perf_counter() - started,
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(table(result))
+    report(result, as_json=args.json, table=table)
     return 0
 
 

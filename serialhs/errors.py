@@ -115,6 +115,13 @@ __all__ = [
 ]
 
 
+def _compose(message: str, *, prefix: str = "", suffix: str = "", hint: str | None = None) -> str:
+    """An error's text: ``prefix`` (port, operation, command), the message,
+    ``suffix`` (state, event) and the hint in parentheses."""
+    text = f"{prefix}{message}{suffix}"
+    return f"{text} ({hint})" if hint else text
+
+
 def _preview(data: bytes, limit: int = 32) -> str:
     shown = data[:limit]
     more = "..." if len(data) > limit else ""
@@ -163,15 +170,8 @@ class PortError(SerialHSError):
         self.port = port
         self.operation = operation
         self.hint = hint
-        parts = []
-        if operation and port:
-            parts.append(f"{operation} {port}: ")
-        elif port:
-            parts.append(f"{port}: ")
-        parts.append(message)
-        if hint:
-            parts.append(f" ({hint})")
-        super().__init__("".join(parts))
+        where = f"{operation} {port}" if operation and port else port
+        super().__init__(_compose(message, prefix=f"{where}: " if where else "", hint=hint))
 
 
 class PortNotFoundError(PortError, FileNotFoundError):
@@ -307,15 +307,8 @@ class LineWaitTimeout(SerialTimeoutError):
 
 
 def _modem_message(message: str, *, command: str | None, port: str | None, hint: str | None) -> str:
-    parts = []
-    if port:
-        parts.append(f"{port}: ")
-    if command:
-        parts.append(f"{command}: ")
-    parts.append(message)
-    if hint:
-        parts.append(f" ({hint})")
-    return "".join(parts)
+    prefix = (f"{port}: " if port else "") + (f"{command}: " if command else "")
+    return _compose(message, prefix=prefix, hint=hint)
 
 
 def _lines_preview(lines: Sequence[str], limit: int = 4) -> str:
@@ -568,17 +561,17 @@ class NegotiationError(SerialHSError):
         self.event = event
         self.port = port
         self.hint = hint
-        parts = [f"{port}: " if port else "", message]
+        suffix = ""
         if state is not None or event is not None:
             where = ", ".join(
                 f"{name} {value}"
                 for name, value in (("state", state), ("event", event))
                 if value is not None
             )
-            parts.append(f" [{where}]")
-        if hint:
-            parts.append(f" ({hint})")
-        super().__init__("".join(parts))
+            suffix = f" [{where}]"
+        super().__init__(
+            _compose(message, prefix=f"{port}: " if port else "", suffix=suffix, hint=hint)
+        )
 
 
 class LocalProtocolError(NegotiationError):

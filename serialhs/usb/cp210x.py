@@ -42,7 +42,6 @@ from serialhs.usb.urlhandler import (
     STOPBIT_CODES,
     UsbSerial,
     UsbUrl,
-    _Endpoints,
     check_framing,
     log,
 )
@@ -143,19 +142,7 @@ class Cp210xSerial(UsbSerial):
     _comm_status_ok = True
 
     def _setup(self, device: Any, url: UsbUrl) -> None:
-        cfg = self._configuration(device)
-        number = url.interface
-        if number is None:
-            number = min(intf.bInterfaceNumber for intf in cfg)
-        intf = self._interface(cfg, number)
-        ep_in, ep_out = self._bulk_pair(intf)
-        self._ep = _Endpoints(
-            bulk_in=ep_in,
-            bulk_out=ep_out,
-            in_packet=int(ep_in.wMaxPacketSize) & 0x7FF,
-            interfaces=[number],
-        )
-        self._claim(device, [number])
+        number = self._setup_single(device, url)
         self._interface_number = number
         self.chip = self._detect_chip(device, url)
         self._comm_status_ok = True

@@ -46,7 +46,6 @@ from serialhs.usb.urlhandler import (
     STOPBIT_CODES,
     UsbSerial,
     UsbUrl,
-    _Endpoints,
     check_framing,
     log,
 )
@@ -222,19 +221,7 @@ class FtdiSerial(UsbSerial):
     family = "ftdi"
 
     def _setup(self, device: Any, url: UsbUrl) -> None:
-        cfg = self._configuration(device)
-        number = url.interface
-        if number is None:
-            number = min(intf.bInterfaceNumber for intf in cfg)
-        intf = self._interface(cfg, number)
-        ep_in, ep_out = self._bulk_pair(intf)
-        self._ep = _Endpoints(
-            bulk_in=ep_in,
-            bulk_out=ep_out,
-            in_packet=int(ep_in.wMaxPacketSize) & 0x7FF,
-            interfaces=[number],
-        )
-        self._claim(device, [number])
+        number = self._setup_single(device, url)
         self.chip = self._detect_chip(device, url)
         self._index = number + 1
         self._status_lock = threading.Lock()

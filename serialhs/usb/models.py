@@ -764,6 +764,45 @@ class SerialModel(VirtualDevice):
         return written
 
 
+class _OneUartModel(SerialModel):
+    """A model with one UART (the FT232R, the CP2102): its interface, its link,
+    and what powering on and off does to the link."""
+
+    _rx: bytearray
+    _inputs: Lines
+
+    def __init__(self, spec: DeviceSpec, *, wire_options: dict[str, Any] | None = None) -> None:
+        super().__init__(spec, wire_options=wire_options)
+        self.power_on()
+
+    def _reset_link(self) -> None:
+        """Reset the link (at power-on) and take the far end's lines as they are."""
+        self._inputs = Lines()
+        link = self._link()
+        if link is not None:
+            link.reset()
+            self._inputs = _mask_lines(link.inputs)
+
+    def power_off(self) -> None:
+        link = self._link()
+        if link is not None:
+            link.reset()
+        self._rx = bytearray()
+
+    @property
+    def _interface(self) -> int:
+        return next(i.number for i in self.spec.interfaces if i.uart is not None)
+
+    def _link(self) -> UartLink | None:
+        return self.links.get(self._interface)
+
+    def _apply(self, settings: SerialSettings) -> None:
+        self.settings = settings
+        link = self._link()
+        if link is not None:
+            link.configure(settings)
+
+
 def _take_packets(fifo: bytearray, size: int, max_packet: int) -> bytes:
     """What one bulk IN transfer of ``size`` bytes gets from ``fifo``: whole packets
     of ``max_packet`` bytes while they fit; a packet larger than a buffer smaller
@@ -810,7 +849,7 @@ FTDI_DR, FTDI_OE, FTDI_PE, FTDI_FE, FTDI_BI, FTDI_THRE, FTDI_TEMT, FTDI_FIFO_ERR
 _FTDI_PARITY = (Parity.NONE, Parity.ODD, Parity.EVEN, Parity.MARK, Parity.SPACE)
 
 
-class Ft232r(SerialModel):
+class Ft232r(_OneUartModel):
     """An FTDI FT232R (see the module docstring for what it does)."""
 
     RX_BUFFER = 256  #: the FT232R's receive buffer (DS_FT232R)
@@ -818,10 +857,6 @@ class Ft232r(SerialModel):
     #: The low nibble of the modem status byte as the FT232R sends it; drivers mask
     #: byte 0 with 0xF0.
     STATUS_LOW = 0x01
-
-    def __init__(self, spec: DeviceSpec, *, wire_options: dict[str, Any] | None = None) -> None:
-        super().__init__(spec, wire_options=wire_options)
-        self.power_on()
 
     def power_on(self) -> None:
         self.latency_ms = 16
@@ -837,21 +872,7 @@ class Ft232r(SerialModel):
         self._lsr = 0
         self._last_packet = time.monotonic()
         self._last_modem: int | None = None
-        self._inputs = Lines()
-        link = self.links.get(self._interface)
-        if link is not None:
-            link.reset()
-            self._inputs = _mask_lines(link.inputs)
-
-    def power_off(self) -> None:
-        link = self.links.get(self._interface)
-        if link is not None:
-            link.reset()
-        self._rx = bytearray()
-
-    @property
-    def _interface(self) -> int:
-        return next(i.number for i in self.spec.interfaces if i.uart is not None)
+        self._reset_link()
 
     # -- status ------------------------------------------------------------------------
 
@@ -869,7 +890,7 @@ class Ft232r(SerialModel):
     def line_status(self) -> int:
         """Byte 1: the error bits since the last packet, THRE and TEMT when the
         transmitter is empty."""
-        link = self.links.get(self._interface)
+        link = self._link()
         idle = link is None or link.tx_pending() == 0
         return self._lsr | ((FTDI_THRE | FTDI_TEMT) if idle else 0)
 
@@ -877,7 +898,7 @@ class Ft232r(SerialModel):
 
     def vendor_request(self, setup: Setup, data: bytes) -> bytes | None:
         request, value, index = setup.request, setup.value, setup.index
-        link = self.links.get(self._interface)
+        link = self._link()
         if setup.is_in:
             if request == FTDI_GET_MODEM_STATUS:
                 return bytes([self.modem_status(), self.line_status()])
@@ -963,23 +984,17 @@ class Ft232r(SerialModel):
             )
         )
         on = bool(value & 0x4000)
-        link = self.links.get(self._interface)
+        link = self._link()
         if on != self.break_on and link is not None:
             link.set_break(on)
         self.break_on = on
-
-    def _apply(self, settings: SerialSettings) -> None:
-        self.settings = settings
-        link = self.links.get(self._interface)
-        if link is not None:
-            link.configure(settings)
 
     # -- data --------------------------------------------------------------------------
 
     def bulk_write(self, ep: int, data: bytes, deadline: float | None, generation: int) -> int:
         with self.cond:
             self.check(generation)
-            link = self.links.get(self._interface)
+            link = self._link()
         return self._write(link, data, deadline, generation)
 
     def _packet_ready(self, now: float) -> bytes | None:
@@ -1116,15 +1131,11 @@ CP_EV_RI_TRAILING, CP_EV_RX_CHAR, CP_EV_CTS, CP_EV_DSR, CP_EV_DCD, CP_EV_BREAK, 
 _CP_PARITY = (Parity.NONE, Parity.ODD, Parity.EVEN, Parity.MARK, Parity.SPACE)
 
 
-class Cp2102(SerialModel):
+class Cp2102(_OneUartModel):
     """A Silicon Labs CP2102 (see the module docstring for what it does)."""
 
     RX_BUFFER = 576  #: receive buffer (CP2102 datasheet)
     TX_BUFFER = 640
-
-    def __init__(self, spec: DeviceSpec, *, wire_options: dict[str, Any] | None = None) -> None:
-        super().__init__(spec, wire_options=wire_options)
-        self.power_on()
 
     def power_on(self) -> None:
         self.enabled = False
@@ -1142,30 +1153,7 @@ class Cp2102(SerialModel):
         self.errors = 0
         self.xoff = False
         self._rx = bytearray()
-        self._inputs = Lines()
-        link = self.links.get(self._interface)
-        if link is not None:
-            link.reset()
-            self._inputs = _mask_lines(link.inputs)
-
-    def power_off(self) -> None:
-        link = self.links.get(self._interface)
-        if link is not None:
-            link.reset()
-        self._rx = bytearray()
-
-    @property
-    def _interface(self) -> int:
-        return next(i.number for i in self.spec.interfaces if i.uart is not None)
-
-    def _link(self) -> UartLink | None:
-        return self.links.get(self._interface)
-
-    def _apply(self, settings: SerialSettings) -> None:
-        self.settings = settings
-        link = self._link()
-        if link is not None:
-            link.configure(settings)
+        self._reset_link()
 
     def _set_rate(self, requested: int) -> None:
         if requested <= 0:

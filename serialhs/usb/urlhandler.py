@@ -794,6 +794,24 @@ class UsbSerial(SerialBase):  # type: ignore[misc]  # pyserial is untyped
             )
         return ep_in, ep_out
 
+    def _setup_single(self, device: Any, url: UsbUrl) -> int:
+        """Take the one interface of a single-interface UART (the one the URL
+        names, else the lowest): its bulk pair, claimed. Returns its number."""
+        cfg = self._configuration(device)
+        number = url.interface
+        if number is None:
+            number = min(intf.bInterfaceNumber for intf in cfg)
+        intf = self._interface(cfg, number)
+        ep_in, ep_out = self._bulk_pair(intf)
+        self._ep = _Endpoints(
+            bulk_in=ep_in,
+            bulk_out=ep_out,
+            in_packet=int(ep_in.wMaxPacketSize) & 0x7FF,
+            interfaces=[number],
+        )
+        self._claim(device, [number])
+        return number
+
     def _interface(self, cfg: Any, number: int) -> Any:
         for intf in cfg:
             if intf.bInterfaceNumber == number and intf.bAlternateSetting == 0:
@@ -851,21 +869,7 @@ class UsbSerial(SerialBase):  # type: ignore[misc]  # pyserial is untyped
         *,
         what: str = "control request to",
     ) -> None:
-        device = self._require_device()
-        with self._ctrl_lock:
-            try:
-                self._usb(
-                    what,
-                    device.ctrl_transfer,
-                    request_type,
-                    request,
-                    value,
-                    index,
-                    data,
-                    CONTROL_TIMEOUT_MS,
-                )
-            except usb.core.USBTimeoutError as e:
-                raise SerialException(f"{what} {self._where()}: the device did not answer") from e
+        self._ctrl_transfer(request_type, request, value, index, data, what=what)
 
     def _control_in(
         self,
@@ -877,22 +881,35 @@ class UsbSerial(SerialBase):  # type: ignore[misc]  # pyserial is untyped
         *,
         what: str = "control request to",
     ) -> bytes:
+        return bytes(self._ctrl_transfer(request_type, request, value, index, length, what=what))
+
+    def _ctrl_transfer(
+        self,
+        request_type: int,
+        request: int,
+        value: int,
+        index: int,
+        data_or_length: bytes | int | None,
+        *,
+        what: str,
+    ) -> Any:
+        """One control transfer under the control lock; a device that does not
+        answer raises SerialException."""
         device = self._require_device()
         with self._ctrl_lock:
             try:
-                data = self._usb(
+                return self._usb(
                     what,
                     device.ctrl_transfer,
                     request_type,
                     request,
                     value,
                     index,
-                    length,
+                    data_or_length,
                     CONTROL_TIMEOUT_MS,
                 )
             except usb.core.USBTimeoutError as e:
                 raise SerialException(f"{what} {self._where()}: the device did not answer") from e
-        return bytes(data)
 
     def _require_device(self) -> Any:
         if self._failure is not None:
