@@ -21,6 +21,7 @@ CORES = [
     "serialhs.negotiate.frames",
     "serialhs.negotiate.capabilities",
     "serialhs.negotiate.handshake",
+    "serialhs.negotiate.xmodem",
 ]
 
 
