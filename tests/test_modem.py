@@ -326,7 +326,7 @@ def test_async_modem_runs_the_same_client(sim, modems):
         await async_b.answer()
         await dial
         await async_a.write(b"async")
-        got = await async_b.read_some(timeout=5)
+        got = await async_b.read_exactly(5, timeout=5)  # data may come in pieces
         await async_a.hangup()
         return got
 

@@ -678,6 +678,9 @@ class AsyncModem:
     async def read_some(self, max_size: int = CHUNK, **options: Any) -> bytes:
         return await self._run(self.modem.read_some, max_size, **options)
 
+    async def read_exactly(self, size: int, **options: Any) -> bytes:
+        return await self._run(self.modem.read_exactly, size, **options)
+
     async def escape(self, **options: Any) -> None:
         await self._run(self.modem.escape, **options)
 
