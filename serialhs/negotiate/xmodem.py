@@ -488,6 +488,7 @@ class _Core:
 
     _table: Mapping[tuple[Any, str], Any]
     _who: str
+    state: Any
 
     def __init__(self) -> None:
         self._events: list[XmodemEvent] = []
@@ -515,6 +516,23 @@ class _Core:
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must be called next (None once done)."""
         return self._deadline
+
+    def abort(self, now: float, reason: str = "the transfer was aborted") -> None:
+        """Give up: send CAN CAN and end with Failure.ABORTED."""
+        if self.result is None:
+            self._events.append(Send(CANCEL))
+            self._fail(Failure.ABORTED, reason)
+
+    def connection_lost(self, now: float, reason: str = "the connection was lost") -> None:
+        """The port failed: end with Failure.LINK (nothing more can be sent)."""
+        if self.result is None:
+            self._fail(Failure.LINK, reason)
+
+    def _fail(self, failure: Failure, reason: str) -> None:
+        raise NotImplementedError
+
+    def _goto(self, trigger: str) -> None:
+        self.state = self._move(self.state, trigger)
 
     def _move(self, state: Any, trigger: str) -> Any:
         target = self._table.get((state, trigger))
@@ -664,21 +682,7 @@ class XmodemSender(_Core):
         self._timeouts += 1
         self._again("timeout", now)
 
-    def abort(self, now: float, reason: str = "the transfer was aborted") -> None:
-        """Give up: send CAN CAN and end with Failure.ABORTED."""
-        if self.result is None:
-            self._events.append(Send(CANCEL))
-            self._fail(Failure.ABORTED, reason)
-
-    def connection_lost(self, now: float, reason: str = "the connection was lost") -> None:
-        """The port failed: end with Failure.LINK (nothing more can be sent)."""
-        if self.result is None:
-            self._fail(Failure.LINK, reason)
-
     # -- machinery --------------------------------------------------------------------
-
-    def _goto(self, trigger: str) -> None:
-        self.state = self._move(self.state, trigger)
 
     def _fail(self, failure: Failure, reason: str) -> None:
         self._goto("fail")
@@ -977,21 +981,7 @@ class XmodemReceiver(_Core):
             self._goto("quiet")
             self._nak(now)
 
-    def abort(self, now: float, reason: str = "the transfer was aborted") -> None:
-        """Give up: send CAN CAN and end with Failure.ABORTED."""
-        if self.result is None:
-            self._events.append(Send(CANCEL))
-            self._fail(Failure.ABORTED, reason)
-
-    def connection_lost(self, now: float, reason: str = "the connection was lost") -> None:
-        """The port failed: end with Failure.LINK."""
-        if self.result is None:
-            self._fail(Failure.LINK, reason)
-
     # -- machinery --------------------------------------------------------------------
-
-    def _goto(self, trigger: str) -> None:
-        self.state = self._move(self.state, trigger)
 
     def _fail(self, failure: Failure, reason: str, *, cancel: bool = False) -> None:
         if cancel:
