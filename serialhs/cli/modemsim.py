@@ -8,13 +8,10 @@ A dialer opens a modem's port and dials another modem's number.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
+from serialhs.cli.stopping import until_stopped
 from serialhs.sim.modemsim import BEHAVIOURS, ModemSim, NumberBehaviour, load_sim_config
 
 
@@ -65,17 +62,7 @@ def run(args: argparse.Namespace) -> int:
         for number in getattr(args, behaviour.replace("-", "_")):
             behaviours.append(NumberBehaviour(number, behaviour))
     options["behaviours"] = behaviours
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        with ModemSim(**options) as sim:
-            print(json.dumps(sim.describe()), flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                stop.wait(args.duration)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with until_stopped() as wait, ModemSim(**options) as sim:
+        print(json.dumps(sim.describe()), flush=True)
+        wait(args.duration)
     return 0

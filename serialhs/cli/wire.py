@@ -8,13 +8,10 @@ The first line on stdout is one JSON object naming both ends, for scripts:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
+from serialhs.cli.stopping import until_stopped
 from serialhs.sim.wire import Wire
 from serialhs.sim.wirecore import Overflow
 
@@ -53,30 +50,21 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    wire = Wire(
-        settings=args.settings,
-        wiring=args.wiring,
-        faults=args.faults,
-        seed=args.seed,
-        paced=not args.unpaced,
-        host=args.host,
-        overflow=args.overflow,
-        trace=bool(args.trace),
-        max_baud=args.max_baud,
-    )
-    try:
+    with until_stopped() as wait:
+        wire = Wire(
+            settings=args.settings,
+            wiring=args.wiring,
+            faults=args.faults,
+            seed=args.seed,
+            paced=not args.unpaced,
+            host=args.host,
+            overflow=args.overflow,
+            trace=bool(args.trace),
+            max_baud=args.max_baud,
+        )
         with wire:
             print(json.dumps(wire.describe()), flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                stop.wait(args.duration)
+            wait(args.duration)
             if args.trace:
                 wire.save_trace(args.trace)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return 0
