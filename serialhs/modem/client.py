@@ -44,12 +44,10 @@ from serialhs.errors import (
     ModemTimeout,
     ModemUnhealthy,
     ReadTimeout,
-    SerialHSError,
 )
 from serialhs.modem.atcore import (
     ATCore,
     Data,
-    DataMode,
     Final,
     Garbage,
     Intermediate,
@@ -348,7 +346,7 @@ class Modem:
             if remaining <= 0:
                 raise ReadTimeout(f"no data within {limit} s", port=self.port.url, timeout=limit)
             self._read_into_core(min(remaining, POLL))
-            self._collect_data()
+            self._dispatch_idle()
 
     def read_exactly(self, size: int, *, timeout: float | None = None) -> bytes:
         limit = self.timeout if timeout is None else timeout
@@ -373,19 +371,6 @@ class Modem:
         if not self.online:
             raise ModemError(f"cannot {what}: no call is up", port=self.port.url)
 
-    def _collect_data(self) -> None:
-        for event in self.core.events():
-            if isinstance(event, Data):
-                if len(self._data) + len(event.data) > MAX_DATA:
-                    raise ModemError(
-                        f"more than {MAX_DATA} bytes of call data unread",
-                        port=self.port.url,
-                        hint="read the call's data as it arrives",
-                    )
-                self._data += event.data
-            else:
-                self._handle_idle(event)
-
     def _carrier_dropped(self) -> bool:
         """DCD is off (where the port has lines), or the data ends in the modem's
         NO CARRIER (where it has not)."""
@@ -400,7 +385,7 @@ class Modem:
         # The modem says NO CARRIER after dropping DCD; that is not call data.
         time.sleep(0.05)
         self._read_into_core(0.0)
-        self._collect_data()
+        self._dispatch_idle()
         tail = _NO_CARRIER_TAIL.search(bytes(self._data[-16:]))
         if tail is not None:
             del self._data[len(self._data) - (len(tail.group(0))) :]
@@ -455,10 +440,11 @@ class Modem:
                     if time.monotonic() > deadline:
                         raise ModemTimeout("DTR hang-up", timeout=timeout, port=self.port.url)
                     self._read_into_core(POLL)
-                    self._collect_data()
+                    self._dispatch_idle()
             finally:
                 self.port.set_dtr(True)
-            self.core.enter_command_mode() if self.core.state.name == "DATA" else None
+            if self.core.state.name == "DATA":
+                self.core.enter_command_mode()
             self.connection = None
             self._carrier_lost = False
             return
@@ -518,7 +504,8 @@ class Modem:
                     return True
             except (ModemTimeout, ModemUnhealthy):
                 pass
-            self.core.abandon() if self.core.state.name != "IDLE" else None
+            if self.core.state.name != "IDLE":
+                self.core.abandon()
         return False
 
     # -- the engine -------------------------------------------------------------------
@@ -555,9 +542,13 @@ class Modem:
                 "%s: garbage from the modem (%s): %r", self.port.url, event.reason, event.data[:64]
             )
         elif isinstance(event, Data):
+            if len(self._data) + len(event.data) > MAX_DATA:
+                raise ModemError(
+                    f"more than {MAX_DATA} bytes of call data unread",
+                    port=self.port.url,
+                    hint="read the call's data as it arrives",
+                )
             self._data += event.data
-        elif isinstance(event, DataMode):
-            pass
 
     def _pump_until(self, done: Callable[[Any], bool], command: str) -> Any:
         while True:
@@ -577,10 +568,7 @@ class Modem:
                 lines.append(event.text)
             return isinstance(event, Final)
 
-        try:
-            event = self._pump_until(final, command)
-        except SerialHSError:
-            raise
+        event = self._pump_until(final, command)
         self.consecutive_timeouts = 0
         reply = Reply(command, tuple(lines), event)
         if check and not event.success:
