@@ -686,12 +686,6 @@ class WireCore:
         self._pump_all(now)
 
 
-def _flipped_levels(value: int, settings: SerialSettings, flips: int) -> list[int]:
-    levels = list(uart.frame_bits(value, settings))
-    levels += [1] * (uart.frame_bit_count(settings) - len(levels))
-    return [level ^ ((flips >> i) & 1) for i, level in enumerate(levels)]
-
-
 def _char_note(char: uart.RxChar) -> str:
     notes = [
         text
