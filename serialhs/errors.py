@@ -42,7 +42,8 @@ original cause stays attached.
     │   ├── IncompatiblePeerError   the two ends have no transfer protocol in common
     │   └── NegotiationFailed       a negotiation ended without agreement (.reason, .code)
     │       ├── PeerNotIdentifiedError  the peer never answered; the port stays at the safe default
-    │       └── PeerResetError      the peer reset the session (RST)
+    │       ├── PeerResetError      the peer reset the session (RST)
+    │       └── FileTransferError   a file did not arrive whole and checked
     └── SimError                    the hardware-free lab failed
         └── ToolMissingError        a needed program (socat, ...) is not installed
 
@@ -75,6 +76,7 @@ __all__ = [
     "CmeError",
     "CmsError",
     "ConfigError",
+    "FileTransferError",
     "FrameError",
     "IncompatiblePeerError",
     "InputOverflowError",
@@ -646,6 +648,11 @@ class PeerNotIdentifiedError(NegotiationFailed):
 
 class PeerResetError(NegotiationFailed):
     """The peer reset the session with a RST."""
+
+
+class FileTransferError(NegotiationFailed):
+    """A file transfer ended without the file confirmed, whole and checked, at the
+    receiving end (the link failed too often, the peer refused, the checksum differed)."""
 
 
 # --- the lab ---------------------------------------------------------------------------

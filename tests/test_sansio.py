@@ -22,6 +22,9 @@ CORES = [
     "serialhs.negotiate.capabilities",
     "serialhs.negotiate.handshake",
     "serialhs.negotiate.xmodem",
+    "serialhs.negotiate.transfer",
+    "serialhs.negotiate.channel",
+    "serialhs.negotiate.fileproto",
 ]
 
 

@@ -599,6 +599,17 @@ class Port:
         except (serial.SerialException, OSError) as e:
             raise map_error(e, port=self.url, operation="count input of") from e
 
+    @property
+    def out_waiting(self) -> int:
+        """Bytes written and not yet sent: the driver's output queue (TIOCOUTQ) of a
+        tty device; 0 for URL ports, which cannot tell."""
+        self._require_open("count output of")
+        assert self._io is not None
+        try:
+            return self._io.out_waiting()
+        except (serial.SerialException, OSError) as e:
+            raise map_error(e, port=self.url, operation="count output of") from e
+
     def reset_input(self) -> None:
         """Discard everything received and not yet read."""
         instance = self._require_open("reset input of")

@@ -974,6 +974,35 @@ class Handshake:
         self._send_control(FrameType.FIN)
         self._arm(1)
 
+    def send_transfer(self, frame: Frame, now: float) -> None:
+        """Queue a DATA, DACK or NAK frame of the transfer layer (ESTABLISHED only).
+
+        It goes out with the handshake's own frames, in order, and counts as
+        traffic for the keep-alive (an end that keeps sending data sends no
+        KEEPALIVE)."""
+        self._advance(now)
+        if self._state is not State.ESTABLISHED:
+            raise LocalProtocolError(
+                f"transfer frames need an established link, not state {self._state.name}",
+                state=self._state.name,
+                event="send_transfer",
+            )
+        if frame.kind not in _TRANSFER_TYPES:
+            raise LocalProtocolError(
+                f"send_transfer takes DATA, DACK or NAK, not {frame.name}",
+                state=self._state.name,
+                event="send_transfer",
+            )
+        assert self._session is not None
+        if frame.session != self._session.id:
+            raise LocalProtocolError(
+                f"a {frame.name} of session 0x{frame.session:08x}, not this session's "
+                f"0x{self._session.id:08x}",
+                state=self._state.name,
+                event="send_transfer",
+            )
+        self._send(frame)
+
     def abort(self, now: float, reason: str = "aborted") -> None:
         """Give up at once: a RST to the peer if there is a session, then Failed."""
         self._advance(now)
