@@ -189,7 +189,10 @@ class Channel:
             self._take_transfer_events(now)
 
     def close(self, now: float) -> None:
-        """FIN (docs/protocol.md §17.7): call it once :attr:`idle`."""
+        """FIN (docs/protocol.md §17.7): call it once :attr:`idle`. Closing a link
+        that is already closing or ended does nothing."""
+        if self._ended is not None or self._hs.state is not State.ESTABLISHED:
+            return
         if not self._transfer.idle:
             raise LocalProtocolError(
                 f"{self._transfer.unacknowledged} bytes are not acknowledged yet; "

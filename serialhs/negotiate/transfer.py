@@ -68,6 +68,17 @@ def frame_chars(frame_size: int) -> int:
     return frame_size + math.ceil(frame_size / 8) + _FRAME_OVERHEAD
 
 
+_ESCAPED = (b"\x7e", b"\x7d", b"\x11", b"\x13")
+_FRAMING = 24  #: header, CRC and two flags
+
+
+def _wire_size(payload: bytes) -> int:
+    """The bytes a frame with ``payload`` takes on the wire: its header, CRC and
+    flags, and the payload with its escapes (those of the header and CRC, one in
+    three frames on average, are left out)."""
+    return len(payload) + sum(payload.count(b) for b in _ESCAPED) + _FRAMING
+
+
 def _distance(a: int, b: int) -> int:
     """How far ``a`` is ahead of ``b``, modulo 2^32."""
     return (a - b) & _U32
@@ -102,6 +113,9 @@ class TransferTimers:
     """The transfer layer's times and tries (docs/protocol.md §17.4, §17.6).
 
     - ``rto(a) = min(2**a, backoff_limit) * (rto_base + (W // 4 + queue_frames) * F * c)``
+      from the moment the frame leaves the UART, by the model of the line
+    - a receiver NAKs a missing frame again after
+      ``rto_base + (W + queue_frames) * F * c``
     - a frame sent ``data_tries`` times unacknowledged fails the link
     - delayed acknowledgement: ``max(ack_delay_min, ack_delay_frames * F * c)``
     """
@@ -156,7 +170,7 @@ class _Flight:
     payload: bytes
     eom: bool
     tries: int = 0
-    sent_at: float | None = None
+    leaves: float | None = None  #: when the last copy is off the line, by the UART model
     due: float | None = None
     sacked: bool = False
     queued: bool = False  #: waiting in the resend queue
@@ -202,6 +216,10 @@ class Transfer:
         self._rto0 = timers.rto_base + (window // 4 + timers.queue_frames) * self._frame_time
         self._ack_every = max(1, window // 4)
         self._ack_delay = max(timers.ack_delay_min, timers.ack_delay_frames * self._frame_time)
+        self._nak_holdoff = timers.rto_base + (window + timers.queue_frames) * self._frame_time
+        self._c = c
+        self._queue = 2 * frame_chars(frame_size)  #: bytes kept queued ahead of the UART
+        self._line_free = self._now  #: when the UART has sent all handed out (the model)
         own, peer = session.isns(role)
         self._control_seq = (own + 1) & _U32
         self._limit = (
@@ -277,14 +295,23 @@ class Transfer:
 
     @property
     def ready(self) -> bool:
-        """Would :meth:`frames_to_send` hand out a frame now?"""
+        """Would :meth:`frames_to_send` hand out a frame now (with room in the
+        UART's queue beyond what the model of the line counts)?"""
         if self._failed is not None:
             return False
-        if self._nak_queue or self._dack_now or self._next_size() is not None:
+        return bool(self._nak_queue or self._dack_now) or (self._room() > 0 and self._has_data())
+
+    def _has_data(self) -> bool:
+        """Resends or new frames waiting (for room in the queue)."""
+        if self._next_size() is not None:
             return True
         while self._resend and not self._resendable(self._resend[0]):
             self._resend.popleft()
         return bool(self._resend)
+
+    def _room(self) -> float:
+        """Bytes the model's UART queue takes now."""
+        return self._queue - max(0.0, self._line_free - self._now) / self._c
 
     def _resendable(self, seq: int) -> bool:
         f = self._flight.get(seq)
@@ -301,6 +328,8 @@ class Transfer:
             return None
         times = [t for t in (self._ack_due, self._update_due) if t is not None]
         times += [f.due for f in self._flight.values() if f.due is not None]
+        if self._room() <= 0 and self._has_data():  # when the queue has room again
+            times.append(self._line_free - (self._queue - 1) * self._c)
         return min(times) if times else None
 
     # -- what the application does ------------------------------------------------------------
@@ -383,15 +412,16 @@ class Transfer:
         out: list[Frame] = []
         if self._failed is not None:
             return out
-        room = math.inf if budget is None else budget
+        room = self._room() if budget is None else min(budget, self._room())
         if self._nak_queue:
             seqs, self._nak_queue = self._nak_queue[:MAX_NAKS], self._nak_queue[MAX_NAKS:]
             out.append(self._control(FrameType.NAK, encode_nak(seqs)))
             self._stats.naks_sent += 1
-            room -= _FRAME_OVERHEAD + 4 * len(seqs)
+            room -= self._hand_out(out[-1].payload)
         if self._dack_now:
-            out.append(self._dack())
-            room -= _FRAME_OVERHEAD + 2 + 8 * MAX_SACK_BLOCKS
+            frame = self._dack()
+            out.append(frame)
+            room -= self._hand_out(frame.payload)
         while room > 0 and self._resend:
             seq = self._resend.popleft()
             if not self._resendable(seq):
@@ -399,7 +429,7 @@ class Transfer:
             f = self._flight[seq]
             f.queued = False
             out.append(self._data(seq, f, retry=True))
-            room -= _FRAME_OVERHEAD + len(f.payload)
+            room -= _wire_size(f.payload)
         while room > 0 and (payload := self._next_payload()) is not None:
             data, eom = payload
             seq = self._snd_next
@@ -409,7 +439,7 @@ class Transfer:
             self._stats.frames_sent += 1
             self._stats.bytes_sent += len(data)
             out.append(self._data(seq, f, retry=False))
-            room -= _FRAME_OVERHEAD + len(data)
+            room -= _wire_size(data)
         return out
 
     # -- internals: sending -----------------------------------------------------------------
@@ -442,10 +472,18 @@ class Transfer:
         base = self._rcv_next
         return [((base + a) & _U32, (base + b) & _U32) for a, b in blocks[:MAX_SACK_BLOCKS]]
 
+    def _hand_out(self, payload: bytes) -> int:
+        """A frame goes to the UART: the model's line is busy for it (returns its
+        estimated size on the wire)."""
+        size = _wire_size(payload)
+        self._line_free = max(self._now, self._line_free) + size * self._c
+        return size
+
     def _data(self, seq: int, f: _Flight, *, retry: bool) -> Frame:
         f.tries += 1
-        f.sent_at = self._now
-        f.due = self._now + self.rto(f.tries - 1)
+        self._hand_out(f.payload)
+        f.leaves = self._line_free
+        f.due = f.leaves + self.rto(f.tries - 1)
         flags = (Flags.EOM if f.eom else 0) | (Flags.RETRY if retry else 0)
         return Frame(FrameType.DATA, self._sid, seq, self._rcv_next, f.payload, int(flags))
 
@@ -492,6 +530,7 @@ class Transfer:
             f = self._flight.pop(self._snd_una)
             self._acked_bytes += len(f.payload)
             self._snd_una = (self._snd_una + 1) & _U32
+            self._calibrate(f)
 
     def _rx_dack(self, frame: Frame) -> None:
         try:
@@ -509,12 +548,19 @@ class Transfer:
                 continue
             for k in range(first, last):
                 f = self._flight.get((self._snd_una + k) & _U32)
-                if f is not None:
+                if f is not None and not f.sacked:
                     f.sacked = True
                     f.due = None
+                    self._calibrate(f)
         if window == 0:  # a paused receiver is not a lost one (§17.5)
             for f in self._flight.values():
                 f.tries = min(f.tries, 1)
+
+    def _calibrate(self, f: _Flight) -> None:
+        """An acknowledged frame the model has not sent yet: the line is faster than
+        the model (an unpaced line, a UART with its own clock): catch the model up."""
+        if f.leaves is not None and f.leaves > self._now:
+            self._line_free = max(self._now, self._line_free - (f.leaves - self._now))
 
     def _acks_sent(self, ack: int) -> bool:
         """Is ``ack`` within what this end has sent (snd_una .. snd_next)?"""
@@ -529,10 +575,10 @@ class Transfer:
         self._stats.naks_received += 1
         for seq in seqs:
             f = self._flight.get(seq)
-            if f is None or f.sacked or f.queued or f.sent_at is None:
+            if f is None or f.sacked or f.queued or f.leaves is None:
                 continue
-            if self._now - f.sent_at < self._frame_time:
-                continue
+            if self._now < f.leaves:
+                continue  # its last copy is still on its way
             if f.tries >= self._timers.data_tries:
                 continue  # its own timer fails the link
             f.due = None
@@ -579,7 +625,7 @@ class Transfer:
 
     def _nak_gap(self, seq: int) -> None:
         """NAK the missing frames before ``seq`` not NAKed within rto(0)."""
-        holdoff = self.rto(0)
+        holdoff = self._nak_holdoff
         queued = set(self._nak_queue)
         for k in range(_distance(seq, self._rcv_next)):
             missing = (self._rcv_next + k) & _U32
