@@ -8,6 +8,7 @@ from serialhs.driver.lines import Line, Lines
 from serialhs.driver.settings import SerialSettings
 from serialhs.sim import uart
 from serialhs.sim.faults import FaultSpec
+from serialhs.sim.trace import WireTrace
 from serialhs.sim.wirecore import BreakArrived, Deliver, LinesChanged, RxPolicy, WireCore
 from serialhs.sim.wiring import load_wiring
 
@@ -211,6 +212,31 @@ def test_faults_replay_by_seed_and_differ_between_seeds():
     assert once(7) == once(7)
     assert once(7) != once(8)
     assert once(7) != bytes(range(256))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bit_errors_alone_take_the_byte_path_between_errors_with_the_same_result(seed):
+    """Characters between bit errors pass as bytes; the result is what sampling
+    every character gives (a trace forces the sampling path)."""
+    spec = FaultSpec.parse("ber=2e-3")
+    data = bytes(range(256)) * 4
+
+    def once(trace: bool) -> tuple[bytes, int, int]:
+        core = WireCore(
+            wiring=NULL_MODEM,
+            settings=S9600,
+            faults=spec,
+            seed=seed,
+            trace=WireTrace() if trace else None,
+        )
+        core.transmit("a", data, 0.0)
+        out = delivered(run(core, 1100 * CHAR, step=5e-3))
+        stats = core.stats("b")
+        return out, stats.framing_errors, stats.received
+
+    fast, sampled = once(False), once(True)
+    assert fast == sampled
+    assert fast[0] != data  # errors did happen
 
 
 def test_idle_noise_appears_on_a_quiet_line():

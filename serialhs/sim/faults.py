@@ -279,6 +279,21 @@ class FaultInjector:
                 out.append((value, mask))
         return out
 
+    def clean_characters(self, limit: int, frame_bits: int) -> int:
+        """How many of the next ``limit`` characters reach the line untouched,
+        counted as sent: the bit-error gap covers them. Only for specs whose one
+        garbling fault is ``ber`` (0 otherwise); the same draws as
+        :meth:`characters` would make, so a run replays the same either way."""
+        spec = self.spec
+        if not spec.ber or spec.drop or spec.duplicate or spec.burst_rate or self._burst_left:
+            return 0
+        if self._ber_gap < 0:
+            self._ber_gap = _geometric(self._chars, spec.ber)
+        count = min(limit, self._ber_gap // frame_bits)
+        self._ber_gap -= count * frame_bits
+        self.stats.characters += count
+        return count
+
     def _start_burst(self, offset: int) -> None:
         bits = self.spec.burst_bits
         pattern = 1 | (1 << (bits - 1))

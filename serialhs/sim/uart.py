@@ -36,6 +36,7 @@ from serialhs.driver.settings import Parity, SerialSettings, StopBits
 from serialhs.errors import ConfigError
 
 __all__ = [
+    "HUNT_EDGE",
     "MARK",
     "SPACE",
     "RxChar",
@@ -230,6 +231,7 @@ def same_timing(tx: SerialSettings, rx: SerialSettings, tolerance: float = 0.01)
 
 _HUNT_MARK = "waiting for mark"  # the stop bit (or a break) read as space
 _HUNT_EDGE = "waiting for a start bit"  # the line is mark
+HUNT_EDGE = _HUNT_EDGE  #: UartReceiver.state of a receiver idle between characters
 _IN_FRAME = "sampling a frame"
 
 
