@@ -54,6 +54,7 @@ __all__ = [
     "TransferFailed",
     "TransferStats",
     "TransferTimers",
+    "ack_every",
     "frame_chars",
 ]
 
@@ -70,6 +71,12 @@ def frame_chars(frame_size: int) -> int:
 
 _ESCAPED = (b"\x7e", b"\x7d", b"\x11", b"\x13")
 _FRAMING = 24  #: header, CRC and two flags
+
+
+def ack_every(window: int) -> int:
+    """A receiver sends a DACK after this many frames (§17.4): a quarter of the
+    window, at least 1 and at most 4."""
+    return max(1, min(window // 4, 4))
 
 
 def _wire_size(payload: bytes) -> int:
@@ -112,10 +119,10 @@ TransferEvent: TypeAlias = Data | TransferFailed | Ignored
 class TransferTimers:
     """The transfer layer's times and tries (docs/protocol.md §17.4, §17.6).
 
-    - ``rto(a) = min(2**a, backoff_limit) * (rto_base + (W // 4 + queue_frames) * F * c)``
+    - ``rto(a) = min(2**a, backoff_limit) * (rto_base + (A + queue_frames) * F * c)``
+      with ``A = ack_every(W)``
       from the moment the frame leaves the UART, by the model of the line
-    - a receiver NAKs a missing frame again after
-      ``rto_base + (W + queue_frames) * F * c``
+    - a receiver NAKs a missing frame again after ``rto(0)``
     - a frame sent ``data_tries`` times unacknowledged fails the link
     - delayed acknowledgement: ``max(ack_delay_min, ack_delay_frames * F * c)``
     """
@@ -213,10 +220,10 @@ class Transfer:
         self._now = float(now)
         c = settings.char_time
         self._frame_time = frame_chars(frame_size) * c
-        self._rto0 = timers.rto_base + (window // 4 + timers.queue_frames) * self._frame_time
-        self._ack_every = max(1, window // 4)
+        self._ack_every = ack_every(window)
+        self._rto0 = timers.rto_base + (self._ack_every + timers.queue_frames) * self._frame_time
         self._ack_delay = max(timers.ack_delay_min, timers.ack_delay_frames * self._frame_time)
-        self._nak_holdoff = timers.rto_base + (window + timers.queue_frames) * self._frame_time
+        self._nak_holdoff = self._rto0
         self._c = c
         self._queue = 2 * frame_chars(frame_size)  #: bytes kept queued ahead of the UART
         self._line_free = self._now  #: when the UART has sent all handed out (the model)
