@@ -157,7 +157,14 @@ class Link:
         self.cores[end].receive_data(data, self.now)
 
     def run(self, until: float, stop: Callable[[Link], bool] | None = None) -> Link:
+        """Run until ``stop`` says so or ``until``. A core that keeps asking for
+        its timer at the same instant without moving on is a hang, and fails."""
+        stuck, last = 0, self.now
         while True:
+            stuck = stuck + 1 if self.now == last else 0
+            last = self.now
+            if stuck > 10_000:
+                raise AssertionError(f"no progress at t={self.now}: a core's timer never clears")
             self._pump()
             applying = any(kind == "apply" for _, _, kind, _ in self.queue)
             if stop is not None and not applying and stop(self):

@@ -145,6 +145,11 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "2048 bytes of every value A->B, intact: True" in out
     assert "B reads b'\\x00'" in out
     assert "framing error" in out
+    # negotiation: training falls back from the rates the wire garbles, then a file
+    assert "rung 0: 921600 8N1 none: failed" in out and "460800 8N1 none: ok" in out
+    assert "agreed 460800 8N1 none (shs" in out and "of the line rate" in out
+    assert "send [" + "#" * 30 + "] 100%" in out
+    assert "identical to what A sent: True" in out
     assert "A: CONNECT 33600/LAPM/V44" in out
     assert "B got b'hello over the phone line'" in out
     assert "A: back in command mode, AT -> OK" in out

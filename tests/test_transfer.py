@@ -426,3 +426,14 @@ def test_any_fault_pattern_delivers_intact_data_or_fails_cleanly(
     else:
         # a failure is reported with a reason at both ends
         assert all(getattr(e.ended, "reason", "") for e in (a, b))
+
+
+def test_a_channel_whose_link_failed_asks_for_no_more_time():
+    link, a, b = establish()
+    a.channel.send(payload(20000, 11))
+    link.drop_if = lambda end, piece, now: True  # the cable is cut
+    link.run(link.now + 60, lambda lk: a.ended is not None and b.ended is not None)
+    assert isinstance(a.ended, Failed) and not a.channel.idle  # frames were in flight
+    timer = a.channel.get_timer()
+    assert timer is None or timer > link.now
+    assert not a.channel.ready

@@ -8,7 +8,18 @@ import sys
 from collections.abc import Sequence
 
 from serialhs import __version__
-from serialhs.cli import chat, demo, lines, modemsim, negotiate, ports, udevrules, wire
+from serialhs.cli import (
+    autobaud,
+    chat,
+    demo,
+    lines,
+    modemsim,
+    negotiate,
+    ports,
+    transfer,
+    udevrules,
+    wire,
+)
 from serialhs.errors import SerialHSError
 from serialhs.log import TRACE
 
@@ -28,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv: hexdumps)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ports, lines, wire, modemsim, chat, negotiate, udevrules, demo):
+    commands = (ports, lines, wire, modemsim, chat, negotiate, transfer, autobaud, udevrules, demo)
+    for module in commands:
         module.register(sub)
     return parser
 

@@ -142,7 +142,11 @@ class Channel:
     @property
     def ready(self) -> bool:
         """Has the transfer layer frames to hand out now (given room in the UART's queue)?"""
-        return self._ended is None and self._transfer.ready
+        return (
+            self._ended is None
+            and self._hs.state is State.ESTABLISHED  # closing: no more transfer frames
+            and self._transfer.ready
+        )
 
     @property
     def idle(self) -> bool:
@@ -154,6 +158,8 @@ class Channel:
         return out
 
     def get_timer(self) -> float | None:
+        if self._ended is not None:  # the transfer layer has nothing more to do
+            return self._hs.get_timer()
         times = [t for t in (self._hs.get_timer(), self._transfer.get_timer()) if t is not None]
         return min(times) if times else None
 
