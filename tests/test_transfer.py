@@ -437,3 +437,25 @@ def test_a_channel_whose_link_failed_asks_for_no_more_time():
     timer = a.channel.get_timer()
     assert timer is None or timer > link.now
     assert not a.channel.ready
+
+
+def test_the_line_model_learns_a_line_faster_than_its_rate():
+    """Acknowledged within a fraction of their airtime (an unpaced pty pair), frames
+    are handed out more at a time; acknowledged after it, the pace stays 1."""
+
+    def handed_per_call(delay_in_airtimes: float) -> list[int]:
+        t = _transfer(frame_size=512, window=32)
+        airtime = (512 + 24) * FAST.char_time
+        t.send(bytes(120 * 512))
+        now, counts = 0.0, []
+        for _ in range(8):
+            frames = t.frames_to_send(now)
+            counts.append(len(frames))
+            now += delay_in_airtimes * airtime * max(1, len(frames))
+            ack = (frames[-1].seq + 1) & 0xFFFFFFFF
+            t.receive_frame(Frame(FrameType.DACK, frames[0].session, 0, ack, encode_dack(32)), now)
+        return counts
+
+    fast, paced = handed_per_call(0.01), handed_per_call(1.5)
+    assert paced[-1] <= 3  # two frames' time ahead of the UART (and a partial third)
+    assert fast[-1] >= 4 * paced[-1]

@@ -200,7 +200,10 @@ class _Pump:
         now = time.monotonic()
         if now > self.deadline:
             raise _AttemptFailed("timed out", final=True)
-        data = ch.data_to_send(now, max(0, ch.queue_budget - port.out_waiting))
+        # The core's model of the line limits the queue; a driver queue that can be
+        # read (a real tty; a pty always says 0) limits it too.
+        waiting = port.out_waiting
+        data = ch.data_to_send(now, max(0, ch.queue_budget - waiting) if waiting else None)
         if data:
             port.write(data, timeout=30.0)
         timer = ch.get_timer()

@@ -69,6 +69,9 @@ def frame_chars(frame_size: int) -> int:
     return frame_size + math.ceil(frame_size / 8) + _FRAME_OVERHEAD
 
 
+#: The fastest the line model learns a line to be, as a share of its character time.
+MIN_PACE = 1e-3
+
 _ESCAPED = (b"\x7e", b"\x7d", b"\x11", b"\x13")
 _FRAMING = 24  #: header, CRC and two flags
 
@@ -178,6 +181,7 @@ class _Flight:
     eom: bool
     tries: int = 0
     leaves: float | None = None  #: when the last copy is off the line, by the UART model
+    handed: float = 0.0  #: when the last copy was handed to the UART
     due: float | None = None
     sacked: bool = False
     queued: bool = False  #: waiting in the resend queue
@@ -227,6 +231,7 @@ class Transfer:
         self._c = c
         self._queue = 2 * frame_chars(frame_size)  #: bytes kept queued ahead of the UART
         self._line_free = self._now  #: when the UART has sent all handed out (the model)
+        self._pace = 1.0  #: the line's character time over c, as acknowledgements show it
         own, peer = session.isns(role)
         self._control_seq = (own + 1) & _U32
         self._limit = (
@@ -318,7 +323,8 @@ class Transfer:
 
     def _room(self) -> float:
         """Bytes the model's UART queue takes now."""
-        return self._queue - max(0.0, self._line_free - self._now) / self._c
+        # two full frames' time at c ahead of the UART, in bytes at the line's pace
+        return (self._queue - max(0.0, self._line_free - self._now) / self._c) / self._pace
 
     def _resendable(self, seq: int) -> bool:
         f = self._flight.get(seq)
@@ -483,11 +489,12 @@ class Transfer:
         """A frame goes to the UART: the model's line is busy for it (returns its
         estimated size on the wire)."""
         size = _wire_size(payload)
-        self._line_free = max(self._now, self._line_free) + size * self._c
+        self._line_free = max(self._now, self._line_free) + size * self._c * self._pace
         return size
 
     def _data(self, seq: int, f: _Flight, *, retry: bool) -> Frame:
         f.tries += 1
+        f.handed = self._now
         self._hand_out(f.payload)
         f.leaves = self._line_free
         f.due = f.leaves + self.rto(f.tries - 1)
@@ -537,7 +544,7 @@ class Transfer:
             f = self._flight.pop(self._snd_una)
             self._acked_bytes += len(f.payload)
             self._snd_una = (self._snd_una + 1) & _U32
-            self._calibrate(f)
+        self._calibrate(f)  # the newest: its acknowledgement waited for no later frame
 
     def _rx_dack(self, frame: Frame) -> None:
         try:
@@ -558,15 +565,22 @@ class Transfer:
                 if f is not None and not f.sacked:
                     f.sacked = True
                     f.due = None
-                    self._calibrate(f)
         if window == 0:  # a paused receiver is not a lost one (§17.5)
             for f in self._flight.values():
                 f.tries = min(f.tries, 1)
 
     def _calibrate(self, f: _Flight) -> None:
         """An acknowledged frame the model has not sent yet: the line is faster than
-        the model (an unpaced line, a UART with its own clock): catch the model up."""
-        if f.leaves is not None and f.leaves > self._now:
+        the model (an unpaced pty pair, a UART with its own clock). Catch the model
+        up, and learn how much faster (§17.6): a frame acknowledged sooner than its
+        own airtime at c has crossed a faster line; the pace (the model's share of
+        c) follows that share, never above 1 (a paced line)."""
+        if f.leaves is None or f.tries != 1:
+            return  # which copy was acknowledged is unknown (Karn)
+        airtime = _wire_size(f.payload) * self._c  # the frame alone, at c
+        share = min(1.0, max((self._now - f.handed) / airtime, MIN_PACE))
+        self._pace = (self._pace + share) / 2
+        if f.leaves > self._now:
             self._line_free = max(self._now, self._line_free - (f.leaves - self._now))
 
     def _acks_sent(self, ack: int) -> bool:
