@@ -50,6 +50,26 @@ def test_read_timeout_hands_back_partial_data(serial_pair, tmp_path):
     run(main())
 
 
+def test_read_some_with_no_wait_returns_what_has_arrived(serial_pair, tmp_path):
+    async def main():
+        async with (
+            AsyncPort(serial_pair.a, lock_dir=tmp_path) as a,
+            AsyncPort(serial_pair.b, lock_dir=tmp_path) as b,
+        ):
+            for round_ in range(20):
+                message = b"round %d " % round_ * 10
+                await a.write(message)
+                await b.read_exactly(1, timeout=2)  # the first byte: the rest is on its way
+                await asyncio.sleep(0.02)
+                got = await b.read_some(5, timeout=0)  # never lost to the zero timeout
+                got += await b.read_some(timeout=0)
+                while len(got) < len(message) - 1:
+                    got += await b.read_some(timeout=2)
+                assert got == message[1:]
+
+    run(main())
+
+
 def test_the_event_loop_keeps_running_while_a_read_waits(serial_pair, tmp_path):
     async def main():
         ticks = 0

@@ -166,6 +166,11 @@ class AsyncPort:
     async def read_some(self, max_size: int = CHUNK, *, timeout: float | None = None) -> bytes:
         """At least one byte (at most ``max_size``), or ReadTimeout."""
         limit = self._timeout(timeout)
+        buffer: bytearray = self.reader._buffer  # type: ignore[attr-defined]
+        if buffer:  # already here: no wait, and no race with a zero timeout
+            data = bytes(buffer[:max_size])
+            del buffer[:max_size]
+            return data
         data = await self._bounded(self.reader.read(max_size), limit, "nothing")
         if not data:
             raise PortDisconnectedError("port closed", port=self.url, operation="read from")
@@ -178,6 +183,8 @@ class AsyncPort:
         try:
             return bytes(await asyncio.wait_for(asyncio.shield(task), limit))
         except TimeoutError:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                return bytes(task.result())  # it finished as the deadline passed
             task.cancel()
             partial = self._drain_buffer()
             raise ReadTimeout(
