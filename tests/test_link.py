@@ -97,3 +97,15 @@ def test_the_negotiate_command_on_both_ends_of_a_wire():
     assert mine["agreed"] and theirs["agreed"]
     assert mine["settings"] == theirs["settings"] and mine["baudrate"] == 57600
     assert any(not step["ok"] for step in mine["steps"])
+
+
+def test_rts_cts_offered_on_a_cable_without_it_falls_back_to_no_flow_control():
+    """Both ends offer RTS/CTS but the cable has no handshake wires: the rungs with
+    RTS/CTS cannot send (CTS never rises), the held bytes are discarded at each
+    fallback, and training ends on a rung without flow control."""
+    caps = Capabilities.up_to(19200, flow=(FlowControl.NONE, FlowControl.RTSCTS))
+    with Wire(settings=SAFE, wiring="three_wire") as wire:
+        a, b = both_ends(wire, caps, caps)
+    assert a.settings == b.settings
+    assert a.settings.flow is FlowControl.NONE
+    assert any(not s.ok and s.settings.flow is FlowControl.RTSCTS for s in a.steps)

@@ -481,8 +481,9 @@ class Port:
             except (serial.SerialException, OSError) as e:
                 raise map_error(e, port=self.url, operation="drain") from e
             if time.monotonic() >= deadline:
+                queued = f"{left} byte(s) in the driver's queue" if left else "the transmitter busy"
                 raise WriteTimeout(
-                    f"{left} byte(s) still unsent after {limit} s",
+                    f"output not sent after {limit} s ({queued}; is flow control holding it?)",
                     port=self.url,
                     timeout=limit,
                 )

@@ -39,6 +39,7 @@ from serialhs.negotiate.link import (
     Negotiation,
     Read,
     Switch,
+    drain_for_switch,
 )
 
 __all__ = ["negotiate_async"]
@@ -84,7 +85,8 @@ async def negotiate_async(
             data = await _read(port, max(action.timeout, MIN_WAIT))
             run.received(data, time.monotonic())
         elif isinstance(action, Switch):
-            await port.drain(timeout=DRAIN_TIMEOUT)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, drain_for_switch, port.port)
             await port.reconfigure(action.settings)
             run.applied(time.monotonic())
         elif isinstance(action, Finish):

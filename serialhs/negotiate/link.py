@@ -46,6 +46,7 @@ from serialhs.errors import (
     PeerNotIdentifiedError,
     PeerResetError,
     ReadTimeout,
+    WriteTimeout,
 )
 from serialhs.negotiate.capabilities import Capabilities
 from serialhs.negotiate.handshake import (
@@ -71,6 +72,7 @@ __all__ = [
     "Negotiation",
     "Read",
     "Switch",
+    "drain_for_switch",
     "negotiate",
 ]
 
@@ -81,7 +83,7 @@ POLL = 0.02
 #: Longest one write of the core's bytes may take.
 WRITE_TIMEOUT = 10.0
 #: Longest the bytes written before a settings change may take to leave the port.
-DRAIN_TIMEOUT = 5.0
+DRAIN_TIMEOUT = 3.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -306,7 +308,7 @@ def negotiate(
         if isinstance(action, Read):
             run.received(_read(port, action.timeout), time.monotonic())
         elif isinstance(action, Switch):
-            port.drain(timeout=DRAIN_TIMEOUT)
+            drain_for_switch(port)
             port.reconfigure(action.settings)
             run.applied(time.monotonic())
         elif isinstance(action, Finish):
@@ -314,6 +316,18 @@ def negotiate(
             return action.result
         else:
             raise action.error
+
+
+def drain_for_switch(port: Port) -> None:
+    """Let what was written leave the port before its settings change. Bytes that
+    cannot leave (flow control agreed but CTS not wired, a peer holding XOFF) are
+    discarded: the settings must change within the core's apply time, and bytes
+    held back would go out garbled at the next settings anyway."""
+    try:
+        port.drain(timeout=DRAIN_TIMEOUT)
+    except WriteTimeout as e:
+        log.warning("%s: output held back (%s); discarded before the settings change", port.url, e)
+        port.reset_output()
 
 
 def _read(port: Port, wait: float) -> bytes:
