@@ -106,16 +106,7 @@ def run_send(args: argparse.Namespace) -> int:
         if args.protocol != "shs":
             return _xmodem(args, port, sending=True, bar=bar)
         role: Literal["initiator", "responder"] = "responder" if args.listen else "initiator"
-        result = send_file(
-            port,
-            args.file,
-            capabilities=_capabilities(args),
-            role=role,
-            safe=settings,
-            timeout=args.timeout,
-            attempts=args.attempts,
-            progress=_shs_progress(bar),
-        )
+        result = send_file(port, args.file, role=role, **_shs_options(args, settings, bar))
     return _report(args, result, "sent", bar)
 
 
@@ -126,18 +117,22 @@ def run_recv(args: argparse.Namespace) -> int:
         if args.protocol != "shs":
             return _xmodem(args, port, sending=False, bar=bar)
         role: Literal["initiator", "responder"] = "initiator" if args.initiate else "responder"
-        result = receive_file(
-            port,
-            args.path,
-            capabilities=_capabilities(args),
-            role=role,
-            safe=settings,
-            timeout=args.timeout,
-            attempts=args.attempts,
-            progress=_shs_progress(bar),
-            overwrite=args.overwrite,
-        )
+        options = _shs_options(args, settings, bar)
+        result = receive_file(port, args.path, role=role, overwrite=args.overwrite, **options)
     return _report(args, result, "received", bar)
+
+
+def _shs_options(
+    args: argparse.Namespace, settings: SerialSettings, bar: ProgressBar | None
+) -> dict[str, Any]:
+    """What send_file and receive_file both take from the command line."""
+    return {
+        "capabilities": _capabilities(args),
+        "safe": settings,
+        "timeout": args.timeout,
+        "attempts": args.attempts,
+        "progress": _shs_progress(bar),
+    }
 
 
 def _shs_progress(bar: ProgressBar | None) -> Any:
