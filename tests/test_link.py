@@ -6,13 +6,17 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from serialhs.driver.port import Port
 from serialhs.driver.settings import FlowControl, SerialSettings
+from serialhs.driver.transcript import Transcript
 from serialhs.errors import PeerNotIdentifiedError
 from serialhs.negotiate.capabilities import Capabilities
+from serialhs.negotiate.frames import FrameType
+from serialhs.negotiate.handshake import Ignored
 from serialhs.negotiate.link import LinkResult, negotiate
 from serialhs.sim.wire import Wire
 
@@ -109,3 +113,52 @@ def test_rts_cts_offered_on_a_cable_without_it_falls_back_to_no_flow_control():
     assert a.settings == b.settings
     assert a.settings.flow is FlowControl.NONE
     assert any(not s.ok and s.settings.flow is FlowControl.RTSCTS for s in a.steps)
+
+
+def test_frames_replayed_from_an_earlier_session_are_rejected_over_the_wire():
+    """Everything the initiator sent in one session is played into the responder
+    ahead of the next one: the replayed SYN gets no further than a half-open
+    session, every later replayed frame is ignored, and the two live ends agree
+    on a new session."""
+    caps = Capabilities.up_to(57600)
+    recorded = Transcript()
+    with Wire(settings=SAFE) as wire:
+        first: dict[str, object] = {}
+
+        def respond(into: dict[str, object], seen: list[object]) -> None:
+            with Port(wire.b.pty, SAFE) as port:
+                try:
+                    into["b"] = negotiate(port, "responder", caps, timeout=60, on_event=seen.append)
+                except Exception as e:
+                    into["b"] = e
+
+        thread = threading.Thread(target=respond, args=(first, []))
+        thread.start()
+        with Port(wire.a.pty, SAFE, transcript=recorded) as port:
+            old = negotiate(port, "initiator", caps, timeout=60)
+        thread.join(70)
+        replay = recorded.data("tx")
+        assert len(replay) > 200
+
+        second: dict[str, object] = {}
+        seen: list[object] = []
+        thread = threading.Thread(target=respond, args=(second, seen))
+        thread.start()
+        with Port(wire.a.pty, SAFE) as port:
+            port.write(replay, timeout=10)  # the recording, at the safe default
+            port.drain(timeout=10)
+            time.sleep(0.5)
+            port.reset_input()  # the SYN-ACK the replayed SYN drew
+            new = negotiate(port, "initiator", caps, timeout=60)
+        thread.join(70)
+    theirs = second["b"]
+    assert isinstance(theirs, LinkResult), theirs
+    assert new.agreed.session_id == theirs.agreed.session_id != old.agreed.session_id
+    assert new.settings == theirs.settings and new.settings.baudrate == 57600
+    # the old session's frames reached the responder and were each turned away
+    stale = {
+        e.frame.kind
+        for e in seen
+        if isinstance(e, Ignored) and e.frame.session == old.agreed.session_id
+    }
+    assert {FrameType.ACK, FrameType.VERIFIED} <= stale, stale
