@@ -17,7 +17,7 @@ from serialhs.driver.settings import SerialSettings
 from serialhs.errors import ConfigError, LocalProtocolError
 from serialhs.negotiate.capabilities import Capabilities
 from serialhs.negotiate.channel import Channel
-from serialhs.negotiate.frames import Frame, FrameType, encode_dack, unescape
+from serialhs.negotiate.frames import Frame, FrameType, encode_dack, encode_nak, unescape
 from serialhs.negotiate.handshake import (
     Agreed,
     Closed,
@@ -459,3 +459,39 @@ def test_the_line_model_learns_a_line_faster_than_its_rate():
     fast, paced = handed_per_call(0.01), handed_per_call(1.5)
     assert paced[-1] <= 3  # two frames' time ahead of the UART (and a partial third)
     assert fast[-1] >= 4 * paced[-1]
+
+
+def test_the_segment_shrinks_on_a_noisy_line_and_grows_back_on_a_clean_one():
+    """Frames hit by bit errors at random (a BER of 1e-5: one character in 10^4),
+    a third of the 4096-byte ones, are cut to about 512 bytes; with no loss they
+    double back to the agreed size."""
+    t = _transfer(frame_size=4096, window=32, send_buffer=1 << 22)
+    t.send(bytes(1 << 21))
+    now, rng = 0.0, random.Random(5)
+    airtime = 4200 * FAST.char_time
+
+    def round_(per_char: float) -> None:
+        nonlocal now
+        frames = [f for f in t.frames_to_send(now, budget=1 << 20) if f.type == FrameType.DATA]
+        now += airtime * len(frames)
+        missing = [
+            f.seq
+            for f in frames
+            if f.flags & 1 == 0 and rng.random() < 1 - (1 - per_char) ** (len(f.payload) + 24)
+        ]
+        if missing:
+            t.receive_frame(
+                Frame(FrameType.NAK, frames[0].session, 0, frames[0].seq, encode_nak(missing[:64])),
+                now,
+            )
+        newest = max(frames, key=lambda f: (f.seq - frames[0].seq) & 0xFFFFFFFF)
+        ack = (newest.seq + 1) & 0xFFFFFFFF
+        t.receive_frame(Frame(FrameType.DACK, frames[0].session, 0, ack, encode_dack(32)), now)
+
+    assert t.segment == 4096
+    for _ in range(40):  # about three frames a round: the model keeps two frames' time queued
+        round_(1e-4)
+    assert 256 <= t.segment <= 1024
+    for _ in range(40):
+        round_(0.0)
+    assert t.segment == 4096

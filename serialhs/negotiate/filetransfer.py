@@ -86,6 +86,7 @@ from serialhs.negotiate.transfer import (
 )
 
 __all__ = [
+    "FILE_FRAME",
     "FILE_PROTOCOLS",
     "FILE_WINDOW",
     "FileProgress",
@@ -398,13 +399,18 @@ FILE_PROTOCOLS = ("shs", "xmodem-1k", "xmodem-crc", "xmodem")
 #: The window a file transfer offers: 32 frames keep the line busy while a lost
 #: frame is resent (docs/benchmarks.md), for 32 KiB held at the receiver.
 FILE_WINDOW = 32
+#: The largest frame a file transfer offers; on a noisy line the sender uses
+#: smaller ones (docs/protocol.md §17.2).
+FILE_FRAME = 4096
 #: RST codes that refuse what this end offers (another attempt cannot help).
 _REFUSALS = frozenset({RstCode.NO_COMMON, RstCode.BAD_CAPABILITIES, RstCode.BAD_CHOICE})
 
 
 def file_capabilities(max_baud: int, **kwargs: Any) -> Capabilities:
     """What a file transfer offers: every standard rate up to ``max_baud``, frames
-    of 1024 bytes, a window of :data:`FILE_WINDOW`, SHS and the XMODEMs."""
+    of up to 4096 bytes (the sender fits its frames to the line's errors), a
+    window of :data:`FILE_WINDOW`, SHS and the XMODEMs."""
+    kwargs.setdefault("max_payload", FILE_FRAME)
     kwargs.setdefault("window", FILE_WINDOW)
     kwargs.setdefault("protocols", FILE_PROTOCOLS)
     return Capabilities.up_to(max_baud, **kwargs)

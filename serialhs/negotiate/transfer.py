@@ -69,6 +69,11 @@ def frame_chars(frame_size: int) -> int:
     return frame_size + math.ceil(frame_size / 8) + _FRAME_OVERHEAD
 
 
+#: New frames between two fittings of the segment size to the loss (§17.2).
+SEGMENT_SAMPLE = 32
+#: The smallest segment a sender shrinks its frames to.
+MIN_SEGMENT = 128
+
 #: The fastest the line model learns a line to be, as a share of its character time.
 MIN_PACE = 1e-3
 
@@ -223,13 +228,14 @@ class Transfer:
         self._timers = timers
         self._now = float(now)
         c = settings.char_time
-        self._frame_time = frame_chars(frame_size) * c
-        self._ack_every = ack_every(window)
-        self._rto0 = timers.rto_base + (self._ack_every + timers.queue_frames) * self._frame_time
-        self._ack_delay = max(timers.ack_delay_min, timers.ack_delay_frames * self._frame_time)
-        self._nak_holdoff = self._rto0
         self._c = c
-        self._queue = 2 * frame_chars(frame_size)  #: bytes kept queued ahead of the UART
+        self._ack_every = ack_every(window)
+        self._rto0 = self._queue = 0.0
+        self._ack_delay = self._nak_holdoff = 0.0
+        self._set_segment(frame_size)
+        self._set_peer_segment(frame_size)
+        self._sent_count = 0  #: frames sent since the segment size was last weighed
+        self._lost_count = 0  #: of them, frames that had to be sent again
         self._line_free = self._now  #: when the UART has sent all handed out (the model)
         self._pace = 1.0  #: the line's character time over c, as acknowledgements show it
         own, peer = session.isns(role)
@@ -270,6 +276,31 @@ class Transfer:
     @property
     def window(self) -> int:
         return self._window
+
+    def _timeout_base(self, size: int) -> float:
+        """rto(0) for frames of ``size`` payload bytes (§17.6)."""
+        chars = (self._ack_every + self._timers.queue_frames) * frame_chars(size)
+        return self._timers.rto_base + chars * self._c
+
+    def _set_segment(self, size: int) -> None:
+        """This end's full frames carry ``size`` bytes: its timers and queue follow."""
+        self._segment = size
+        self._rto0 = self._timeout_base(size)
+        self._queue = 2.0 * frame_chars(size)  #: bytes kept queued ahead of the UART
+
+    def _set_peer_segment(self, size: int) -> None:
+        """The peer's full frames carry ``size`` bytes: the receiver's waits follow."""
+        self._peer_segment = size
+        frame_time = frame_chars(size) * self._c
+        self._ack_delay = max(
+            self._timers.ack_delay_min, self._timers.ack_delay_frames * frame_time
+        )
+        self._nak_holdoff = self._timeout_base(size)
+
+    @property
+    def segment(self) -> int:
+        """The payload of this end's full DATA frames now (at most :attr:`frame_size`)."""
+        return self._segment
 
     def rto(self, attempt: int) -> float:
         """The retransmission timeout of a frame's try ``attempt`` (0, 1, ...)."""
@@ -416,6 +447,7 @@ class Transfer:
                 f.queued = True
                 self._resend.append(seq)
                 self._stats.retransmissions += 1
+                self._lost_count += 1
 
     def frames_to_send(self, now: float, budget: int | None = None) -> list[Frame]:
         """Frames to hand to the UART now, in the order of §17.6: NAK, DACK,
@@ -451,6 +483,7 @@ class Transfer:
             self._flight[seq] = f
             self._stats.frames_sent += 1
             self._stats.bytes_sent += len(data)
+            self._weigh_segment()
             out.append(self._data(seq, f, retry=False))
             room -= _wire_size(data)
         return out
@@ -507,10 +540,10 @@ class Transfer:
             return None
         if _distance(self._snd_next, self._snd_una) >= self._peer_window:
             return None
-        if self._ends and self._ends[0] - self._framed <= self._size:
+        if self._ends and self._ends[0] - self._framed <= self._segment:
             return self._ends[0] - self._framed, True
-        if len(self._pending) >= self._size:
-            return self._size, False
+        if len(self._pending) >= self._segment:
+            return self._segment, False
         if self._pending and not self._flight:
             return len(self._pending), False
         return None
@@ -522,6 +555,30 @@ class Transfer:
         if size[1]:
             self._ends.popleft()
         return self._take(size[0]), size[1]
+
+    def _weigh_segment(self) -> None:
+        """Every SEGMENT_SAMPLE new frames (sooner once 4 of at least 8 had to be
+        sent again), fit the segment size to the loss seen
+        (§17.2). Errors that strike bits at random cost long frames more often: the
+        best payload is about sqrt(overhead / byte error rate). A sample with no
+        loss doubles the segment again, up to the agreed frame size."""
+        self._sent_count += 1
+        sent, lost = self._sent_count, self._lost_count
+        if sent < SEGMENT_SAMPLE and not (sent >= 8 and lost >= 4):  # heavy loss: sooner
+            return
+        share = min(lost / sent, 0.5)
+        self._sent_count = self._lost_count = 0
+        if share == 0:
+            size = min(self._size, 2 * self._segment)
+        else:
+            per_byte = -math.log1p(-share) / (self._segment + _FRAMING)
+            best = math.sqrt(_FRAMING / per_byte)
+            size = self._size
+            while size > MIN_SEGMENT and size > best * 1.4:
+                size //= 2
+            size = max(size, min(self._size, MIN_SEGMENT))
+        if size != self._segment:
+            self._set_segment(size)
 
     def _take(self, size: int) -> bytes:
         data = bytes(self._pending[:size])
@@ -606,6 +663,7 @@ class Transfer:
             f.queued = True
             self._resend.append(seq)
             self._stats.fast_retransmissions += 1
+            self._lost_count += 1
 
     def _rx_data(self, frame: Frame) -> None:
         seq = frame.seq
@@ -622,6 +680,8 @@ class Transfer:
         self._stats.frames_received += 1
         self._since_dack += 1
         eom = bool(frame.flags & Flags.EOM)
+        if not eom and len(frame.payload) != self._peer_segment and frame.payload:
+            self._set_peer_segment(len(frame.payload))  # the peer's full frames
         if d == 0:
             self._deliver(frame.payload, eom)
             while (held := self._held.pop(self._rcv_next, None)) is not None:
