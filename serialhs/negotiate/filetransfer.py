@@ -77,7 +77,7 @@ from serialhs.negotiate.handshake import (
     SwitchSettings,
     Timers,
 )
-from serialhs.negotiate.link import LinkResult, negotiate
+from serialhs.negotiate.link import LinkResult, drain_for_switch, negotiate
 from serialhs.negotiate.transfer import (
     DEFAULT_TRANSFER_TIMERS,
     Data,
@@ -200,6 +200,8 @@ class _Pump:
         ch, port = self.channel, self.port
         now = time.monotonic()
         if now > self.deadline:
+            ch.abort(now, "timed out")  # a RST tells the peer
+            self.flush()
             raise _AttemptFailed("timed out", final=True)
         # The core's model of the line limits the queue; a driver queue that can be
         # read (a real tty; a pty always says 0) limits it too.
@@ -223,7 +225,7 @@ class _Pump:
         for event in events:
             if isinstance(event, SwitchSettings):  # a failed link goes back to the safe default
                 port.write(ch.data_to_send(now, 0), timeout=10.0)
-                port.drain(timeout=5.0)
+                drain_for_switch(port)
                 port.reconfigure(event.settings)
                 ch.handshake.settings_applied(time.monotonic())
         return events
