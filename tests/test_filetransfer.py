@@ -277,33 +277,41 @@ def _serialhs(*args: str) -> list[str]:
     return [sys.executable, "-m", "serialhs", *args]
 
 
+def both_commands(
+    wire: Wire, recv_args: list[str], send_args: list[str]
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """``serialhs recv`` on end b (started first), ``serialhs send`` on end a."""
+    recv = subprocess.Popen(
+        _serialhs("recv", wire.b.pty, *recv_args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        send = subprocess.run(
+            _serialhs("send", wire.a.pty, *send_args),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        out, err = recv.communicate(timeout=60)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+            recv.wait()
+    return send, subprocess.CompletedProcess(recv.args, recv.returncode, out, err)
+
+
 def test_send_and_recv_commands_on_both_ends_of_a_wire(tmp_path):
     source = make_file(tmp_path / "data.bin", 50_000)
     target = tmp_path / "out.bin"
     with Wire(settings=SAFE, max_baud=230400) as wire:
-        recv = subprocess.Popen(
-            _serialhs("recv", wire.b.pty, str(target), "--json"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            send = subprocess.run(
-                _serialhs("send", wire.a.pty, str(source), "--progress"),
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            out, err = recv.communicate(timeout=60)
-        finally:
-            if recv.poll() is None:
-                recv.kill()
-                recv.wait()
+        send, recv = both_commands(wire, [str(target), "--json"], [str(source), "--progress"])
     assert send.returncode == 0, send.stderr
-    assert recv.returncode == 0, err
+    assert recv.returncode == 0, recv.stderr
     assert target.read_bytes() == source.read_bytes()
-    report = json.loads(out)
+    report = json.loads(recv.stdout)
     assert report["ok"] and report["settings"].startswith("230400")
     # the sender's progress bar reached the end and its report names the line rate
     assert "100%" in send.stderr and "[" + "#" * 30 + "]" in send.stderr
@@ -314,46 +322,12 @@ def test_send_and_recv_commands_on_both_ends_of_a_wire(tmp_path):
 def test_xmodem_commands_talk_to_each_other(tmp_path):
     source = make_file(tmp_path / "data.bin", 5_000)
     target = tmp_path / "out.bin"
+    xmodem = ["--protocol", "xmodem-1k", "--settings", "115200 8N1"]
     with Wire(settings="115200 8N1") as wire:
-        recv = subprocess.Popen(
-            _serialhs(
-                "recv",
-                wire.b.pty,
-                str(target),
-                "--protocol",
-                "xmodem-1k",
-                "--settings",
-                "115200 8N1",
-                "--json",
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            send = subprocess.run(
-                _serialhs(
-                    "send",
-                    wire.a.pty,
-                    str(source),
-                    "--protocol",
-                    "xmodem-1k",
-                    "--settings",
-                    "115200 8N1",
-                ),
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            out, err = recv.communicate(timeout=60)
-        finally:
-            if recv.poll() is None:
-                recv.kill()
-                recv.wait()
+        send, recv = both_commands(wire, [str(target), *xmodem, "--json"], [str(source), *xmodem])
     assert send.returncode == 0, send.stderr
-    assert recv.returncode == 0, err
-    assert json.loads(out)["ok"]
+    assert recv.returncode == 0, recv.stderr
+    assert json.loads(recv.stdout)["ok"]
     assert target.read_bytes()[:5_000] == source.read_bytes()
 
 
