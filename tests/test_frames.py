@@ -57,6 +57,7 @@ from serialhs.negotiate.frames import (
     encode_dack,
     encode_nak,
     escape,
+    escaped_size,
     pack,
     session_id,
     unescape,
@@ -132,6 +133,7 @@ def test_escaping_round_trips_and_hides_flag_and_flow_bytes(data):
     escaped = escape(data)
     assert all(b not in escaped for b in (0x7E, 0x11, 0x13))
     assert unescape(escaped) == data
+    assert escaped_size(data) == len(escaped)
 
 
 def test_escape_table():

@@ -177,7 +177,7 @@ class Channel:
 
     def send(self, data: bytes | bytearray | memoryview, *, eom: bool = True) -> None:
         if self._ended is not None:
-            raise LocalProtocolError(f"the link has ended: {_reason(self._ended)}")
+            raise LocalProtocolError(f"the link has ended: {self._ended.reason}")
         self._transfer.send(data, eom=eom)
 
     def set_receive_window(self, frames: int, now: float) -> None:
@@ -232,7 +232,3 @@ class Channel:
             if isinstance(event, TransferFailed) and self._ended is None:
                 self._hs.abort(now, event.reason)
                 self._route(self._hs.events(), now)
-
-
-def _reason(event: Failed | Reset | Closed) -> str:
-    return event.reason

@@ -102,7 +102,7 @@ class Result:
 FileMessage: TypeAlias = Offer | Accept | Refuse | Chunk | End | Result
 
 
-def _text(value: str, what: str) -> bytes:
+def _text(value: str) -> bytes:
     raw = value.encode("utf-8")
     if len(raw) > _TEXT_MAX:
         raw = raw[:_TEXT_MAX].decode("utf-8", "ignore").encode("utf-8")
@@ -114,7 +114,7 @@ def encode(message: FileMessage) -> bytes:
     if isinstance(message, Offer):
         if len(message.sha256) != 32 or not 0 <= message.size <= _U64:
             raise LocalProtocolError("an OFFER needs a 32-byte SHA-256 and a size that fits u64")
-        name = _text(message.name, "name")
+        name = _text(message.name)
         return (
             struct.pack(">BQ", MessageType.OFFER, message.size)
             + message.sha256
@@ -124,14 +124,14 @@ def encode(message: FileMessage) -> bytes:
     if isinstance(message, Accept):
         return struct.pack(">BQ", MessageType.ACCEPT, message.offset)
     if isinstance(message, Refuse):
-        return bytes([MessageType.REFUSE]) + _text(message.reason, "reason")
+        return bytes([MessageType.REFUSE]) + _text(message.reason)
     if isinstance(message, Chunk):
         if not 1 <= len(message.data) <= CHUNK_MAX:
             raise LocalProtocolError(f"a CHUNK carries 1..{CHUNK_MAX} bytes")
         return struct.pack(">BQ", MessageType.CHUNK, message.offset) + message.data
     if isinstance(message, End):
         return bytes([MessageType.END])
-    return struct.pack(">BB", MessageType.RESULT, message.status) + _text(message.text, "text")
+    return struct.pack(">BB", MessageType.RESULT, message.status) + _text(message.text)
 
 
 def decode(data: bytes) -> FileMessage:

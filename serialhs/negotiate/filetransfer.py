@@ -224,7 +224,7 @@ class _Pump:
         events = ch.events()
         for event in events:
             if isinstance(event, SwitchSettings):  # a failed link goes back to the safe default
-                port.write(ch.data_to_send(now, 0), timeout=10.0)
+                self.flush()
                 drain_for_switch(port)
                 port.reconfigure(event.settings)
                 ch.handshake.settings_applied(time.monotonic())
@@ -622,8 +622,7 @@ class _Sending:
                             )
                         channel.send(encode(Chunk(position, data)))
                         position += len(data)
-                        stream = channel.transfer.acked_bytes + channel.transfer.unacknowledged
-                        marks.append((stream, position))
+                        marks.append((channel.transfer.queued_bytes, position))
                     if position >= size:
                         channel.send(encode(End()))
                         ended = True
@@ -789,10 +788,7 @@ class _Receiving:
     def end(self) -> Result:
         assert self.offer is not None and self.target is not None and self.file is not None
         assert self.digest is not None
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        self.file = None
+        self.close()
         part, meta = self.part(self.target), self.meta(self.target)
         if self.written != self.offer.size:
             meta.unlink(missing_ok=True)

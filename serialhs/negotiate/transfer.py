@@ -43,6 +43,7 @@ from serialhs.negotiate.frames import (
     decode_nak,
     encode_dack,
     encode_nak,
+    escaped_size,
 )
 from serialhs.negotiate.handshake import Ignored, Role, Session
 
@@ -77,7 +78,6 @@ MIN_SEGMENT = 128
 #: The fastest the line model learns a line to be, as a share of its character time.
 MIN_PACE = 1e-3
 
-_ESCAPED = (b"\x7e", b"\x7d", b"\x11", b"\x13")
 _FRAMING = 24  #: header, CRC and two flags
 
 
@@ -91,7 +91,7 @@ def _wire_size(payload: bytes) -> int:
     """The bytes a frame with ``payload`` takes on the wire: its header, CRC and
     flags, and the payload with its escapes (those of the header and CRC, one in
     three frames on average, are left out)."""
-    return len(payload) + sum(payload.count(b) for b in _ESCAPED) + _FRAMING
+    return escaped_size(payload) + _FRAMING
 
 
 def _distance(a: int, b: int) -> int:
@@ -329,7 +329,12 @@ class Transfer:
     @property
     def unacknowledged(self) -> int:
         """Bytes given to :meth:`send` and not acknowledged yet."""
-        return len(self._pending) + sum(len(f.payload) for f in self._flight.values())
+        return self.queued_bytes - self._acked_bytes
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes given to :meth:`send` so far (the position in this end's stream)."""
+        return self._framed + len(self._pending)
 
     @property
     def idle(self) -> bool:
