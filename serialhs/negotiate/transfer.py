@@ -478,8 +478,9 @@ class Transfer:
                 continue
             f = self._flight[seq]
             f.queued = False
-            out.append(self._data(seq, f, retry=True))
-            room -= _wire_size(f.payload)
+            frame, size = self._data(seq, f, retry=True)
+            out.append(frame)
+            room -= size
         while room > 0 and (payload := self._next_payload()) is not None:
             data, eom = payload
             seq = self._snd_next
@@ -489,8 +490,9 @@ class Transfer:
             self._stats.frames_sent += 1
             self._stats.bytes_sent += len(data)
             self._weigh_segment()
-            out.append(self._data(seq, f, retry=False))
-            room -= _wire_size(data)
+            frame, size = self._data(seq, f, retry=False)
+            out.append(frame)
+            room -= size
         return out
 
     # -- internals: sending -----------------------------------------------------------------
@@ -530,14 +532,16 @@ class Transfer:
         self._line_free = max(self._now, self._line_free) + size * self._c * self._pace
         return size
 
-    def _data(self, seq: int, f: _Flight, *, retry: bool) -> Frame:
+    def _data(self, seq: int, f: _Flight, *, retry: bool) -> tuple[Frame, int]:
+        """A DATA frame handed to the UART, and its size on the wire."""
         f.tries += 1
         f.handed = self._now
-        self._hand_out(f.payload)
+        size = self._hand_out(f.payload)
         f.leaves = self._line_free
         f.due = f.leaves + self.rto(f.tries - 1)
         flags = (Flags.EOM if f.eom else 0) | (Flags.RETRY if retry else 0)
-        return Frame(FrameType.DATA, self._sid, seq, self._rcv_next, f.payload, int(flags))
+        frame = Frame(FrameType.DATA, self._sid, seq, self._rcv_next, f.payload, int(flags))
+        return frame, size
 
     def _next_size(self) -> tuple[int, bool] | None:
         """(payload size, eom) of the next new frame, if the window and §17.2 allow one now."""
