@@ -136,6 +136,39 @@ def test_escaping_round_trips_and_hides_flag_and_flow_bytes(data):
     assert escaped_size(data) == len(escaped)
 
 
+def _unescape_byte_by_byte(data: bytes) -> bytes:
+    """The HDLC rule read literally: 0x7D, then the next byte XOR 0x20."""
+    out, it = bytearray(), iter(data)
+    for byte in it:
+        if byte == 0x7D:
+            nxt = next(it, None)
+            if nxt is None:
+                raise FrameError("abort", reason="aborted", data=data)
+            if nxt == 0x7D:
+                raise FrameError("double", reason="escape", data=data)
+            out.append(nxt ^ 0x20)
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
+@given(st.lists(st.sampled_from([b"\x7d", b"\x5d", b"\x5e", b"\x31", b"\x33", b"A", b"\x7e"])))
+@FAST
+def test_unescape_is_the_byte_by_byte_rule_for_any_input(pieces):
+    """The replace-based fast path and the fallback agree with the literal rule,
+    on good escapes, odd ones (0x7D 0x41) and broken ones alike."""
+    data = b"".join(pieces).replace(b"\x7e", b"")
+    try:
+        expected: bytes | str = _unescape_byte_by_byte(data)
+    except FrameError as e:
+        expected = e.reason
+    try:
+        got: bytes | str = unescape(data)
+    except FrameError as e:
+        got = e.reason
+    assert got == expected
+
+
 def test_escape_table():
     assert escape(b"\x7e\x7d\x11\x13A") == bytes.fromhex("7d5e 7d5d 7d31 7d33 41")
 

@@ -19,6 +19,7 @@ Every wait has a timeout. Errors from the OS and pyserial are mapped to
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -134,11 +135,21 @@ class _Reader:
         self.fd: int | None = (
             instance.fileno() if isinstance(instance, serialposix.Serial) else None
         )
+        #: a non-blocking fd is tried before select() waits on it: a busy line saves
+        #: a system call per read or write
+        self.try_first = self.fd is not None and not os.get_blocking(self.fd)
 
     def read(self, deadline: float) -> bytes | None:
         """Some bytes, or None when the deadline passed first. b"" never returns:
         end-of-file raises a disconnect (as an OSError with EIO)."""
         if self.fd is not None:
+            if self.try_first:
+                # VMIN=0 VTIME=0: nothing to read is b"" (or EAGAIN), not end-of-file;
+                # only a read that select() found ready can tell end-of-file.
+                with contextlib.suppress(BlockingIOError):
+                    data = os.read(self.fd, CHUNK)
+                    if data:
+                        return data
             while True:
                 remaining = max(0.0, deadline - time.monotonic())
                 ready, _, _ = select.select([self.fd], [], [], remaining)
@@ -164,16 +175,19 @@ class _Reader:
         if self.fd is None:
             return int(self.serial.write(bytes(data)) or 0)
         written = 0
+        ready = self.try_first
         while written < len(data):
+            if ready:
+                try:
+                    written += os.write(self.fd, data[written:])
+                    continue
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
             remaining = max(0.0, deadline - time.monotonic())
-            _, ready, _ = select.select([], [self.fd], [], remaining)
+            ready = bool(select.select([], [self.fd], [], remaining)[1])
             if not ready:
                 break
-            try:
-                written += os.write(self.fd, data[written:])
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    break
         return written
 
     def out_waiting(self) -> int:

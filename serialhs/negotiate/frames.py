@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import struct
 import zlib
 from collections import deque
@@ -188,6 +189,30 @@ class Frame:
         if not isinstance(self.type, FrameType):
             object.__setattr__(self, "type", _frame_type(self.type))
 
+    @classmethod
+    def unchecked(  # noqa: PLR0917 - the fields in their dataclass order, as Frame() takes them
+        cls,
+        type: int,
+        session: int,
+        seq: int,
+        ack: int,
+        payload: bytes,
+        flags: int = 0,
+        version: int = VERSION,
+    ) -> Frame:
+        """A frame from fields already known to be in range (decoded from the wire,
+        or masked to 32 bits by a core): the per-frame checks are skipped."""
+        frame = object.__new__(cls)
+        put = object.__setattr__
+        put(frame, "type", _FRAME_TYPES.get(type, type))
+        put(frame, "session", session)
+        put(frame, "seq", seq)
+        put(frame, "ack", ack)
+        put(frame, "payload", payload)
+        put(frame, "flags", flags)
+        put(frame, "version", version)
+        return frame
+
     @property
     def kind(self) -> FrameType | None:
         """The frame type, or None for a type this module does not know."""
@@ -210,11 +235,11 @@ def _check_int(name: str, value: object, limit: int) -> None:
         raise LocalProtocolError(f"frame {name} must be an int 0..{limit:#x}, not {value!r}")
 
 
+_FRAME_TYPES: dict[int, int] = {int(t): t for t in FrameType}
+
+
 def _frame_type(value: int) -> int:
-    try:
-        return FrameType(value)
-    except ValueError:
-        return value
+    return _FRAME_TYPES.get(value, value)
 
 
 # -- CRC, escaping, packing -------------------------------------------------------------------
@@ -255,22 +280,22 @@ def unescape(data: bytes) -> bytes:
     if b"\x7d" not in data:
         return data
     parts = data.split(b"\x7d")
-    out = bytearray(parts[0])
-    last = len(parts) - 1
-    for index, part in enumerate(parts[1:], start=1):
-        if not part:
-            if index == last:
-                raise FrameError(
-                    "the frame ends in an escape byte (an HDLC abort)",
-                    reason=BadReason.ABORTED.value,
-                    data=data,
-                )
-            raise FrameError(
-                "an escape byte follows an escape byte", reason=BadReason.ESCAPE.value, data=data
-            )
-        out.append(part[0] ^ ESC_XOR)
-        out += part[1:]
-    return bytes(out)
+    try:
+        empty = parts.index(b"", 1)  # an escape byte without a byte after it
+    except ValueError:
+        out = bytearray().join(parts)
+        for at in itertools.accumulate(map(len, parts[:-1])):
+            out[at] ^= ESC_XOR  # the byte each escape byte stood before
+        return bytes(out)
+    if empty == len(parts) - 1:
+        raise FrameError(
+            "the frame ends in an escape byte (an HDLC abort)",
+            reason=BadReason.ABORTED.value,
+            data=data,
+        )
+    raise FrameError(
+        "an escape byte follows an escape byte", reason=BadReason.ESCAPE.value, data=data
+    )
 
 
 def pack(frame: Frame) -> bytes:
@@ -332,7 +357,7 @@ def unpack(body: bytes, *, max_payload: int = MAX_PAYLOAD) -> Frame:
             reason=BadReason.LENGTH.value,
             data=body,
         )
-    return Frame(
+    return Frame.unchecked(
         ftype, session, seq, ack, bytes(body[HEADER_SIZE : HEADER_SIZE + length]), flags, version
     )
 
@@ -498,9 +523,11 @@ class FrameDecoder:
         raw = bytes(data)
         if not raw:
             return
-        clean = raw.translate(None, _FLOW_BYTES)
-        self.stats.flow_bytes += len(raw) - len(clean)
-        self._buffer.feed(clean)
+        if b"\x11" in raw or b"\x13" in raw:  # rare: frames escape them
+            clean = raw.translate(None, _FLOW_BYTES)
+            self.stats.flow_bytes += len(raw) - len(clean)
+            raw = clean
+        self._buffer.feed(raw)
         while (chunk := self._buffer.cut()) is not None:
             self._chunk(chunk)
         while len(self._buffer) > self.limit:

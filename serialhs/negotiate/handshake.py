@@ -1270,7 +1270,9 @@ class Handshake:
 
     def _on_frame(self, frame: Frame) -> None:
         kind = frame.kind
-        if kind is None:
+        if kind in _TRANSFER_TYPES and self._session is not None:  # the common case first
+            self._rx_transfer(frame)
+        elif kind is None:
             self._ignore(frame, f"unknown frame type 0x{int(frame.type):02x}")
         elif kind is FrameType.SYN:
             self._rx_syn(frame)
@@ -1282,22 +1284,24 @@ class Handshake:
             self._ignore(frame, "authentication is reserved; this version does not speak it")
         elif self._session is None:
             self._rx_before_session(frame)
-        elif kind in _TRANSFER_TYPES:
-            if frame.session != self._session.id:
-                self._ignore(frame, f"{frame.name} of another session")
-                return
-            self._alive()
-            if self._allowed(Trigger.RX_TRANSFER, frame):
-                was = self._state
-                self._fire(Trigger.RX_TRANSFER)
-                if was is State.VERIFY_WAIT:
-                    self._agree()
-                self._events.append(TransferFrame(frame))
         elif not self._session.matches(frame, self._role):
             self._ignore(frame, f"{frame.name} of another session or incarnation")
         else:
             self._alive()
             self._rx_control(frame, kind)
+
+    def _rx_transfer(self, frame: Frame) -> None:
+        assert self._session is not None
+        if frame.session != self._session.id:
+            self._ignore(frame, f"{frame.name} of another session")
+            return
+        self._alive()
+        if self._allowed(Trigger.RX_TRANSFER, frame):
+            was = self._state
+            self._fire(Trigger.RX_TRANSFER)
+            if was is State.VERIFY_WAIT:
+                self._agree()
+            self._events.append(TransferFrame(frame))
 
     def _alive(self) -> None:
         dead = self._timers.dead

@@ -184,6 +184,7 @@ class TransferStats:
 class _Flight:
     payload: bytes
     eom: bool
+    size: int  #: on the wire (_wire_size)
     tries: int = 0
     leaves: float | None = None  #: when the last copy is off the line, by the UART model
     handed: float = 0.0  #: when the last copy was handed to the UART
@@ -467,11 +468,11 @@ class Transfer:
             seqs, self._nak_queue = self._nak_queue[:MAX_NAKS], self._nak_queue[MAX_NAKS:]
             out.append(self._control(FrameType.NAK, encode_nak(seqs)))
             self._stats.naks_sent += 1
-            room -= self._hand_out(out[-1].payload)
+            room -= self._hand_out(_wire_size(out[-1].payload))
         if self._dack_now:
             frame = self._dack()
             out.append(frame)
-            room -= self._hand_out(frame.payload)
+            room -= self._hand_out(_wire_size(frame.payload))
         while room > 0 and self._resend:
             seq = self._resend.popleft()
             if not self._resendable(seq):
@@ -485,7 +486,7 @@ class Transfer:
             data, eom = payload
             seq = self._snd_next
             self._snd_next = (seq + 1) & _U32
-            f = _Flight(data, eom)
+            f = _Flight(data, eom, _wire_size(data))
             self._flight[seq] = f
             self._stats.frames_sent += 1
             self._stats.bytes_sent += len(data)
@@ -501,7 +502,7 @@ class Transfer:
         self._now = max(self._now, float(now))
 
     def _control(self, ftype: FrameType, payload: bytes) -> Frame:
-        return Frame(ftype, self._sid, self._control_seq, self._rcv_next, payload)
+        return Frame.unchecked(ftype, self._sid, self._control_seq, self._rcv_next, payload)
 
     def _dack(self) -> Frame:
         self._dack_now = False
@@ -525,10 +526,9 @@ class Transfer:
         base = self._rcv_next
         return [((base + a) & _U32, (base + b) & _U32) for a, b in blocks[:MAX_SACK_BLOCKS]]
 
-    def _hand_out(self, payload: bytes) -> int:
-        """A frame goes to the UART: the model's line is busy for it (returns its
-        estimated size on the wire)."""
-        size = _wire_size(payload)
+    def _hand_out(self, size: int) -> int:
+        """A frame of ``size`` bytes on the wire goes to the UART: the model's line
+        is busy for it (returns ``size``)."""
         self._line_free = max(self._now, self._line_free) + size * self._c * self._pace
         return size
 
@@ -536,11 +536,13 @@ class Transfer:
         """A DATA frame handed to the UART, and its size on the wire."""
         f.tries += 1
         f.handed = self._now
-        size = self._hand_out(f.payload)
+        size = self._hand_out(f.size)
         f.leaves = self._line_free
         f.due = f.leaves + self.rto(f.tries - 1)
         flags = (Flags.EOM if f.eom else 0) | (Flags.RETRY if retry else 0)
-        frame = Frame(FrameType.DATA, self._sid, seq, self._rcv_next, f.payload, int(flags))
+        frame = Frame.unchecked(
+            FrameType.DATA, self._sid, seq, self._rcv_next, f.payload, int(flags)
+        )
         return frame, size
 
     def _next_size(self) -> tuple[int, bool] | None:
@@ -643,7 +645,7 @@ class Transfer:
         c) follows that share, never above 1 (a paced line)."""
         if f.leaves is None or f.tries != 1:
             return  # which copy was acknowledged is unknown (Karn)
-        airtime = _wire_size(f.payload) * self._c  # the frame alone, at c
+        airtime = f.size * self._c  # the frame alone, at c
         share = min(1.0, max((self._now - f.handed) / airtime, MIN_PACE))
         self._pace = (self._pace + share) / 2
         if f.leaves > self._now:
