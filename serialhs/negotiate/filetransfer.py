@@ -205,7 +205,7 @@ class _Pump:
             raise _AttemptFailed("timed out", final=True)
         # The core's model of the line limits the queue; a driver queue that can be
         # read (a real tty; a pty always says 0) limits it too.
-        waiting = port.out_waiting
+        waiting = port.out_waiting if ch.ready else 0
         data = ch.data_to_send(now, max(0, ch.queue_budget - waiting) if waiting else None)
         if data:
             port.write(data, timeout=30.0)

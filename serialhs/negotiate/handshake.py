@@ -341,6 +341,10 @@ class State(enum.Enum):
     FAILED = "FAILED"  #: failed or reset (terminal)
     UNIDENTIFIED = "UNIDENTIFIED"  #: no peer answered (terminal)
 
+    # Members are singletons compared by identity: hash them so too (Enum's own
+    # __hash__ is Python code, and the state table is looked up on every frame).
+    __hash__ = object.__hash__
+
 
 TERMINAL_STATES = frozenset({State.CLOSED, State.FAILED, State.UNIDENTIFIED})
 
@@ -383,6 +387,8 @@ class Trigger(enum.Enum):
     RX_FIN_ACK = "rx FIN-ACK"
     RX_RST = "rx RST"
     RX_FOREIGN = "rx frame of no session"
+
+    __hash__ = object.__hash__  # as State's
 
 
 def _common(table: dict[tuple[State, Trigger], State]) -> None:
@@ -906,6 +912,8 @@ class Handshake:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the port (taken: a second call returns only newer ones)."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out

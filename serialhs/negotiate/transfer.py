@@ -81,6 +81,11 @@ MIN_PACE = 1e-3
 _FRAMING = 24  #: header, CRC and two flags
 
 
+#: Flag bits as plain ints (IntFlag arithmetic is Python code; these are per frame).
+_EOM = int(Flags.EOM)
+_RETRY = int(Flags.RETRY)
+
+
 def ack_every(window: int) -> int:
     """A receiver sends a DACK after this many frames (§17.4): a quarter of the
     window, at least 1 and at most 4."""
@@ -377,9 +382,10 @@ class Transfer:
         if self._failed is not None:
             return None
         times = [t for t in (self._ack_due, self._update_due) if t is not None]
-        times += [f.due for f in self._flight.values() if f.due is not None]
-        if self._room() <= 0 and self._has_data():  # when the queue has room again
-            times.append(self._line_free - (self._queue - 1) * self._c)
+        if self._flight:
+            times += [f.due for f in self._flight.values() if f.due is not None]
+        if (self._pending or self._ends or self._resend) and self._room() <= 0 and self._has_data():
+            times.append(self._line_free - (self._queue - 1) * self._c)  # the queue has room
         return min(times) if times else None
 
     # -- what the application does ------------------------------------------------------------
@@ -461,7 +467,9 @@ class Transfer:
         (payload plus overhead) are handed out (None: no limit but the window)."""
         self._advance(now)
         out: list[Frame] = []
-        if self._failed is not None:
+        if self._failed is not None or not (
+            self._nak_queue or self._dack_now or self._resend or self._pending or self._ends
+        ):
             return out
         room = self._room() if budget is None else min(budget, self._room())
         if self._nak_queue:
@@ -539,10 +547,8 @@ class Transfer:
         size = self._hand_out(f.size)
         f.leaves = self._line_free
         f.due = f.leaves + self.rto(f.tries - 1)
-        flags = (Flags.EOM if f.eom else 0) | (Flags.RETRY if retry else 0)
-        frame = Frame.unchecked(
-            FrameType.DATA, self._sid, seq, self._rcv_next, f.payload, int(flags)
-        )
+        flags = (_EOM if f.eom else 0) | (_RETRY if retry else 0)
+        frame = Frame.unchecked(FrameType.DATA, self._sid, seq, self._rcv_next, f.payload, flags)
         return frame, size
 
     def _next_size(self) -> tuple[int, bool] | None:
@@ -690,7 +696,7 @@ class Transfer:
             return
         self._stats.frames_received += 1
         self._since_dack += 1
-        eom = bool(frame.flags & Flags.EOM)
+        eom = bool(frame.flags & _EOM)
         if not eom and len(frame.payload) != self._peer_segment and frame.payload:
             self._set_peer_segment(len(frame.payload))  # the peer's full frames
         if d == 0:
