@@ -71,7 +71,7 @@ _RATE_INDEX = {rate: i for i, rate in enumerate(RATE_TABLE)}
 
 CRITICAL = 0x80  #: type bit: a receiver that does not know this type must refuse
 MIN_FRAME_PAYLOAD = 512  #: every implementation takes payloads this large
-MAX_FRAME_PAYLOAD = 4096
+MAX_FRAME_PAYLOAD = 8192
 MAX_WINDOW = 1024
 MAX_CUSTOM_RATES = 32
 #: a capability list must fit a SYN-ACK (512-byte payload) after its 12-byte choice

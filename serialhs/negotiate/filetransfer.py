@@ -203,14 +203,18 @@ class _Pump:
             ch.abort(now, "timed out")  # a RST tells the peer
             self.flush()
             raise _AttemptFailed("timed out", final=True)
-        # The core's model of the line limits the queue; a driver queue that can be
-        # read (a real tty; a pty always says 0) limits it too.
+        # The core's model of the line limits the queue, and so does a driver queue
+        # that can be read (a real tty). A pty always says 0: its writes block when
+        # it is full. Either way about two frames go per step, so that incoming
+        # acknowledgements are read between them.
         waiting = port.out_waiting if ch.ready else 0
-        data = ch.data_to_send(now, max(0, ch.queue_budget - waiting) if waiting else None)
+        data = ch.data_to_send(now, max(0, ch.queue_budget - waiting))
         if data:
             port.write(data, timeout=30.0)
         timer = ch.get_timer()
-        wait = QUEUE_POLL if ch.ready else POLL  # ready: held back by the driver's queue
+        wait = POLL
+        if ch.ready:  # more to hand out: at once, or when the driver's queue has gone down
+            wait = QUEUE_POLL if waiting else 0.0
         if timer is not None:
             wait = max(0.0, min(wait, timer - time.monotonic()))
         try:
@@ -220,7 +224,8 @@ class _Pump:
         now = time.monotonic()
         if received:
             ch.receive_data(received, now)
-        ch.handle_timer(now)
+        if timer is not None and now >= timer:  # a timer set by what arrived is due later
+            ch.handle_timer(now)
         events = ch.events()
         for event in events:
             if isinstance(event, SwitchSettings):  # a failed link goes back to the safe default
@@ -403,7 +408,7 @@ FILE_PROTOCOLS = ("shs", "xmodem-1k", "xmodem-crc", "xmodem")
 FILE_WINDOW = 32
 #: The largest frame a file transfer offers; on a noisy line the sender uses
 #: smaller ones (docs/protocol.md §17.2).
-FILE_FRAME = 4096
+FILE_FRAME = 8192
 #: RST codes that refuse what this end offers (another attempt cannot help).
 _REFUSALS = frozenset({RstCode.NO_COMMON, RstCode.BAD_CAPABILITIES, RstCode.BAD_CHOICE})
 

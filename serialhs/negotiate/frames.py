@@ -81,7 +81,7 @@ _FLOW_BYTES = b"\x11\x13"  #: XON, XOFF: discarded by receivers wherever they ap
 HEADER = struct.Struct(">BBBBIIIH")
 HEADER_SIZE = HEADER.size  #: 18
 CRC_SIZE = 4
-MAX_PAYLOAD = 4096  #: the largest payload the protocol allows
+MAX_PAYLOAD = 8192  #: the largest payload the protocol allows
 HANDSHAKE_PAYLOAD = 512  #: every implementation accepts payloads up to this size
 #: the longest frame on the wire: every byte escaped, plus two flags
 MAX_WIRE_SIZE = 2 * (HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE) + 2
@@ -266,12 +266,10 @@ def escape(data: bytes) -> bytes:
     )
 
 
-_ESCAPED_BYTES = tuple(bytes([value]) for value in sorted(ESCAPED))
-
-
 def escaped_size(data: bytes) -> int:
-    """``len(escape(data))``, counted without building it."""
-    return len(data) + sum(data.count(value) for value in _ESCAPED_BYTES)
+    """``len(escape(data))``. (Building it is faster than counting: replace() finds a
+    byte with memchr, count() looks at every byte.)"""
+    return len(escape(data))
 
 
 def unescape(data: bytes) -> bytes:
