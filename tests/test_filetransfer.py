@@ -259,7 +259,7 @@ def test_file_messages_round_trip_and_bad_ones_are_named():
 
 
 def test_a_chunk_fills_whole_frames_and_messages_are_bounded():
-    for frame in (512, 1024, 4096):
+    for frame in (512, 1024, 4096, 8192):
         size = chunk_size(frame)
         assert (size + 9) % frame == 0 and size <= 65536
     reader = MessageReader(limit=100)

@@ -400,7 +400,7 @@ capabilities = st.builds(
     framings=st.lists(framing_values, min_size=1, max_size=8).map(tuple),
     flow=st.sets(st.sampled_from([FlowControl.RTSCTS, FlowControl.XONXOFF, FlowControl.DSRDTR])),
     protocols=st.lists(st.sampled_from(list(TransferProtocol)), min_size=1).map(tuple),
-    max_payload=st.integers(512, 4096),
+    max_payload=st.integers(512, 8192),
     window=st.integers(1, 1024),
     identity=st.builds(
         Identity,
@@ -480,7 +480,7 @@ def test_absent_capabilities_mean_the_minimum():
     assert got.protocols == (TransferProtocol.SHS,)
     assert (got.max_payload, got.window) == (512, 1)
     big = decode_capabilities(bytes([CapType.FRAME, 4, 0xFF, 0xFF, 0xFF, 0xFF]))
-    assert (big.max_payload, big.window) == (4096, 1024)
+    assert (big.max_payload, big.window) == (8192, 1024)
 
 
 def test_capabilities_validate():

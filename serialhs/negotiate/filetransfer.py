@@ -415,7 +415,7 @@ _REFUSALS = frozenset({RstCode.NO_COMMON, RstCode.BAD_CAPABILITIES, RstCode.BAD_
 
 def file_capabilities(max_baud: int, **kwargs: Any) -> Capabilities:
     """What a file transfer offers: every standard rate up to ``max_baud``, frames
-    of up to 4096 bytes (the sender fits its frames to the line's errors), a
+    of up to 8192 bytes (the sender fits its frames to the line's errors), a
     window of :data:`FILE_WINDOW`, SHS and the XMODEMs."""
     kwargs.setdefault("max_payload", FILE_FRAME)
     kwargs.setdefault("window", FILE_WINDOW)
