@@ -14,7 +14,8 @@ A. The paced wire. A file of random bytes (``random.Random(seed).randbytes``)
    - lrzsz ZMODEM: ``rz -b -y`` on b (started first), ``sz -b FILE`` on a;
    - lrzsz XMODEM-1K: ``sx -X -k -b FILE`` on a (started first), ``rx -X -c -b OUT`` on b;
    - SHS: ``serialhs.negotiate.filetransfer.send_file`` on a serialhs Port on a and
-     ``receive_file`` on b (a thread each), both ports opened at 9600 8N1 and
+     ``receive_file`` on b (a process each, as sz and rz are: spawned, they
+     import and open their port before the clock starts), both ports opened at 9600 8N1 and
      offering every standard rate up to the cell's rate (``file_capabilities(rate)``
      when the module has it, ``Capabilities.up_to(rate)`` otherwise), so the
      handshake agrees exactly that rate.
@@ -52,11 +53,14 @@ B. The handshake. ``serialhs.negotiate.link.negotiate`` on both ends of a paced
    so their sum is what a line with no waiting at all would need). The wire's
    own character counts are kept beside it (in the JSON) as a check.
 
-C. No pacing. A bare socat pair (serialhs.sim.socat.SocatPair) carries the same
-   file: raw pyserial (``serial.Serial`` on both ends, one writes 64 KiB
+C. No pacing. A bare socat pair (serialhs.sim.socat.SocatPair) carries a file
+   of ``unpaced_size`` random bytes (16 MiB; a throughput needs a transfer
+   long enough that starting up is not most of it: 1 MiB takes sz/rz about
+   30 ms): raw pyserial (``serial.Serial`` on both ends, one writes 64 KiB
    chunks, the other reads until it has everything: the pipe's baseline,
    repeated until it has run for ``raw_least`` seconds), sz/rz, and SHS
-   agreeing 921600 (the rate is only a label on a socat pair). Ratios: SHS /
+   agreeing 921600 (the rate is only a label on a socat pair). Every end is
+   a process of its own (the raw ends and SHS's spawned as in part A). Ratios: SHS /
    raw (goal at least 0.5) and SHS / ZMODEM (goal at least 1). XMODEM-1K is
    left out here: sx -> rx on a socat pair stalls on rx's input flushes and
    receive timeouts (25-40 s for 64 KiB in trials), which measures lrzsz's
@@ -73,8 +77,11 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import importlib
+import multiprocessing
 import os
+import queue
 import random
 import re
 import shutil
@@ -116,6 +123,8 @@ HANDSHAKE_RATE = 115200
 SEED = 20261125
 #: How long one lrzsz program may take to end after the other has ended.
 GRACE = 5.0
+#: The module whose send_file/receive_file SHS runs.
+SHS_MODULE = "serialhs.negotiate.filetransfer"
 #: Chunk size of the raw pyserial baseline.
 RAW_CHUNK = 65536
 #: XMODEM's padding byte.
@@ -135,10 +144,27 @@ class Profile:
     handshake_rounds: int
     unpaced_rounds: int
     raw_least: float  #: least seconds of the raw baseline's repeated transfers
+    unpaced_size: int  #: file size of part C (a throughput: long enough to be one)
 
 
-FULL = Profile("full", 1 << 20, rounds=1, handshake_rounds=5, unpaced_rounds=5, raw_least=0.5)
-QUICK = Profile("quick", 128 << 10, rounds=1, handshake_rounds=3, unpaced_rounds=3, raw_least=0.2)
+FULL = Profile(
+    "full",
+    1 << 20,
+    rounds=1,
+    handshake_rounds=5,
+    unpaced_rounds=5,
+    raw_least=0.5,
+    unpaced_size=16 << 20,
+)
+QUICK = Profile(
+    "quick",
+    128 << 10,
+    rounds=1,
+    handshake_rounds=3,
+    unpaced_rounds=3,
+    raw_least=0.2,
+    unpaced_size=4 << 20,
+)
 
 
 def line_rate(baud: int) -> float:
@@ -428,13 +454,98 @@ class _Call(threading.Thread):
             self.finished_at = time.perf_counter()
 
 
+# Each end runs in a process of its own, as sz and rz do and as `serialhs send` and
+# `serialhs recv` would: two ends in one interpreter would share its lock. The
+# processes are spawned (no fork of a process whose wire thread runs), import and
+# open their port first, and wait for "go"; the clock starts at "go" (perf_counter
+# is the system's monotonic clock, the same in every process).
+_SPAWN = multiprocessing.get_context("spawn")
+#: How long a spawned end may take to import and open its port.
+END_STARTUP = 60.0
+
+
+def _end_process(
+    name: str,
+    work: Callable[..., dict[str, Any]],
+    args: tuple[Any, ...],
+    ready: Any,
+    go: Any,
+    results: Any,
+) -> None:
+    """The body of one spawned end: prepare, say ready, wait for go, work, report
+    (name, finished_at, result dict or None, error text)."""
+    try:
+        prepared = work(*args, prepare_only=True)
+        ready.put(name)
+        if not go.wait(END_STARTUP + 10.0):
+            raise RuntimeError("no go")
+        result = work(*args, prepared=prepared)
+        results.put((name, time.perf_counter(), result, ""))
+    except BaseException as e:
+        results.put((name, time.perf_counter(), None, repr(e)))
+
+
+class _Ends:
+    """Two spawned ends, released together (the first listed first); ``run``
+    returns the start time and, per end, (finished_at, result, error)."""
+
+    def __init__(self, ends: list[tuple[str, Callable[..., dict[str, Any]], tuple[Any, ...]]]):
+        self.ends = ends
+
+    def run(self, timeout: float) -> tuple[float, dict[str, tuple[float, Any, str]]]:
+        ready, results = _SPAWN.Queue(), _SPAWN.Queue()
+        gos = {name: _SPAWN.Event() for name, _, _ in self.ends}
+        procs = [
+            _SPAWN.Process(
+                target=_end_process,
+                args=(name, work, args, ready, gos[name], results),
+                name=name,
+                daemon=True,
+            )
+            for name, work, args in self.ends
+        ]
+        out: dict[str, tuple[float, Any, str]] = {}
+        try:
+            for proc in procs:
+                proc.start()
+            limit = time.monotonic() + END_STARTUP
+            waiting = {name for name, _, _ in self.ends}
+            while waiting:
+                try:
+                    waiting.discard(ready.get(timeout=max(0.1, limit - time.monotonic())))
+                except queue.Empty:
+                    if time.monotonic() >= limit or not all(p.is_alive() for p in procs):
+                        break
+            started = time.perf_counter()
+            for name, _, _ in self.ends:
+                gos[name].set()
+            limit = time.monotonic() + timeout + 30.0
+            while len(out) < len(procs):
+                try:
+                    name, finished, result, error = results.get(
+                        timeout=max(0.1, limit - time.monotonic())
+                    )
+                except queue.Empty:
+                    if time.monotonic() >= limit or not any(p.is_alive() for p in procs):
+                        break
+                    continue
+                out[name] = (finished, result, error)
+        finally:
+            for proc in procs:
+                proc.join(5.0)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5.0)
+        return started, out
+
+
 def load_shs() -> tuple[Any, str]:
     """The SHS file-transfer module, or None and why it is not there."""
     try:
-        module = importlib.import_module("serialhs.negotiate.filetransfer")
+        module = importlib.import_module(SHS_MODULE)
         for name in ("send_file", "receive_file"):
             if not callable(getattr(module, name, None)):
-                return None, f"serialhs.negotiate.filetransfer has no {name}()"
+                return None, f"{SHS_MODULE} has no {name}()"
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
     return module, ""
@@ -461,6 +572,55 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
+def _shs_end(
+    role: str,
+    path: str,
+    rate: int,
+    file: str,
+    timeout: float,
+    lock_dir: str,
+    *,
+    prepare_only: bool = False,
+    prepared: Any = None,
+) -> Any:
+    """One SHS end in its own process: open the port (prepare), then send_file or
+    receive_file; returns what the parent reports, as plain data."""
+    module = importlib.import_module(SHS_MODULE)
+    if prepare_only:
+        port = Port(path, SAFE, lock_dir=lock_dir)
+        port.open()
+        return port
+    port = prepared
+    caps = shs_capabilities(module, rate)
+    try:
+        if role == "sender":
+            result = module.send_file(port, Path(file), capabilities=caps, timeout=timeout)
+        else:
+            result = module.receive_file(port, Path(file), capabilities=caps, timeout=timeout)
+    finally:
+        port.close()
+    agreed = _get(result, "link", "agreed")
+    settings = _get(result, "link", "settings")
+    stats = _get(result, "stats")
+    return {
+        "ok": bool(_get(result, "ok")),
+        "reason": str(_get(result, "reason")),
+        "elapsed": _get(result, "elapsed"),
+        "handshake_s": _get(result, "handshake_seconds"),
+        "agreed": str(settings) if settings is not None else None,
+        "agreed_baud": _get(settings, "baudrate"),
+        "protocol": str(_get(agreed, "protocol")) if agreed is not None else None,
+        "window": _get(agreed, "window"),
+        "frame_size": _get(agreed, "frame_size"),
+        "attempts": _get(result, "attempts"),
+        "retransmissions": _get(stats, "retransmissions"),
+        "fast_retransmissions": _get(stats, "fast_retransmissions"),
+        "frames_sent": _get(stats, "frames_sent"),
+        "bytes_on_wire": _get(result, "bytes_on_wire"),
+        "bad_frames": _get(result, "bad_frames"),
+    }
+
+
 def run_shs(
     module: Any,
     a_pty: str,
@@ -470,78 +630,44 @@ def run_shs(
     timeout: float,
     lock_dir: str,
 ) -> Outcome:
-    """Send ``data`` from a to b with send_file/receive_file, a thread each."""
+    """Send ``data`` from a to b with send_file/receive_file, a process each."""
     caps = shs_capabilities(module, rate)
     with scratch("serialhs-xfer-") as work:
         source, dst = stage(work, data)
         output = dst / source.name
-        sender_port = Port(a_pty, SAFE, lock_dir=lock_dir)
-        receiver_port = Port(b_pty, SAFE, lock_dir=lock_dir)
-        try:
-            sender_port.open()
-            receiver_port.open()
-            receiver = _Call(
-                "shs receiver",
-                lambda: module.receive_file(
-                    receiver_port, output, capabilities=caps, timeout=timeout
-                ),
-            )
-            sender = _Call(
-                "shs sender",
-                lambda: module.send_file(sender_port, source, capabilities=caps, timeout=timeout),
-            )
-            started = time.perf_counter()
-            receiver.start()
-            sender.start()
-            limit = started + timeout + 30.0
-            for thread in (sender, receiver):
-                thread.join(max(0.0, limit - time.perf_counter()))
-            stuck = [t.name for t in (sender, receiver) if t.is_alive()]
-        finally:
-            # Closing the ports ends a thread that is still waiting on them.
-            sender_port.close()
-            receiver_port.close()
-        for thread in (sender, receiver):
-            thread.join(10.0)
+        ends = _Ends(
+            [
+                ("receiver", _shs_end, ("receiver", b_pty, rate, str(output), timeout, lock_dir)),
+                ("sender", _shs_end, ("sender", a_pty, rate, str(source), timeout, lock_dir)),
+            ]
+        )
+        started, out = ends.run(timeout)
         wrong = check_received(output, data, padded=False)
     details: dict[str, Any] = {"offered_window": caps.window, "offered_payload": caps.max_payload}
-    if stuck:
-        return Outcome("shs", "failed", len(data), None, f"{', '.join(stuck)} did not end")
-    for thread in (sender, receiver):
-        if thread.error is not None:
-            return Outcome(
-                "shs", "failed", len(data), None, f"{thread.name} raised {thread.error!r}"
-            )
-    sent, got = sender.result, receiver.result
-    assert sender.finished_at is not None and receiver.finished_at is not None
-    wall = max(sender.finished_at, receiver.finished_at) - started
-    agreed = _get(sent, "link", "agreed")
-    settings = _get(sent, "link", "settings")
-    stats = _get(sent, "stats")
+    missing = [name for name in ("sender", "receiver") if name not in out]
+    if missing:
+        return Outcome("shs", "failed", len(data), None, f"{', '.join(missing)} did not end")
+    for name in ("sender", "receiver"):
+        if out[name][2]:
+            return Outcome("shs", "failed", len(data), None, f"{name} raised {out[name][2]}")
+    sent, got = out["sender"][1], out["receiver"][1]
+    wall = max(out["sender"][0], out["receiver"][0]) - started
     details.update(
         {
             "wall_s": wall,
-            "data_phase_s": _get(sent, "elapsed"),
-            "receiver_data_phase_s": _get(got, "elapsed"),
-            "handshake_s": _get(sent, "handshake_seconds"),
-            "agreed": str(settings) if settings is not None else None,
-            "agreed_baud": _get(settings, "baudrate"),
-            "protocol": str(_get(agreed, "protocol")) if agreed is not None else None,
-            "window": _get(agreed, "window"),
-            "frame_size": _get(agreed, "frame_size"),
-            "attempts": _get(sent, "attempts"),
-            "retransmissions": _get(stats, "retransmissions"),
-            "fast_retransmissions": _get(stats, "fast_retransmissions"),
-            "frames_sent": _get(stats, "frames_sent"),
-            "bytes_on_wire": _get(sent, "bytes_on_wire"),
-            "receiver_bytes_on_wire": _get(got, "bytes_on_wire"),
-            "bad_frames": _get(got, "bad_frames"),
+            "data_phase_s": sent["elapsed"],
+            "receiver_data_phase_s": got["elapsed"],
+            "handshake_s": sent["handshake_s"],
+            **{k: sent[k] for k in ("agreed", "agreed_baud", "protocol", "window", "frame_size")},
+            **{k: sent[k] for k in ("attempts", "retransmissions", "fast_retransmissions")},
+            "frames_sent": sent["frames_sent"],
+            "bytes_on_wire": sent["bytes_on_wire"],
+            "receiver_bytes_on_wire": got["bytes_on_wire"],
+            "bad_frames": got["bad_frames"],
         }
     )
     problems = [
-        f"{who}: {_get(r, 'reason')}"
-        for who, r in (("sender", sent), ("receiver", got))
-        if not _get(r, "ok")
+        f"{who}: {r['reason']}" for who, r in (("sender", sent), ("receiver", got)) if not r["ok"]
     ]
     if wrong:
         problems.append(wrong)
@@ -826,32 +952,60 @@ def handshake(profile: Profile, seed: int, lock_dir: str) -> dict[str, Any]:
 # -- C. no pacing -----------------------------------------------------------------------------
 
 
-def raw_once(a: str, b: str, data: bytes, timeout: float) -> float:
-    """Seconds for one raw pyserial transfer of ``data`` from a to b."""
-    got = bytearray()
-    with (
-        serial.Serial(a, UNPACED_RATE, timeout=timeout, write_timeout=timeout) as tx,
-        serial.Serial(b, UNPACED_RATE, timeout=1.0) as rx,
-    ):
-
-        def write_all() -> None:
+def _raw_end(
+    role: str,
+    path: str,
+    file: str,
+    size: int,
+    timeout: float,
+    *,
+    prepare_only: bool = False,
+    prepared: Any = None,
+) -> Any:
+    """One end of the raw baseline in its own process: the writer writes the file
+    in RAW_CHUNK pieces; the reader reads until it has ``size`` bytes (or the
+    timeout passes) and reports their count and SHA-256."""
+    if prepare_only:
+        port = serial.Serial(path, UNPACED_RATE, timeout=1.0, write_timeout=timeout)
+        return port, (Path(file).read_bytes() if role == "writer" else b"")
+    port, data = prepared
+    try:
+        if role == "writer":
             for offset in range(0, len(data), RAW_CHUNK):
-                tx.write(data[offset : offset + RAW_CHUNK])
-            tx.flush()
+                port.write(data[offset : offset + RAW_CHUNK])
+            port.flush()
+            return {"bytes": len(data)}
+        got = bytearray()
+        limit = time.monotonic() + timeout
+        while len(got) < size and time.monotonic() < limit:
+            got += port.read(min(RAW_CHUNK, size - len(got)))
+        return {"bytes": len(got), "sha256": hashlib.sha256(got).hexdigest()}
+    finally:
+        port.close()
 
-        writer = _Call("raw writer", write_all)
-        started = time.perf_counter()
-        writer.start()
-        limit = started + timeout
-        while len(got) < len(data) and time.perf_counter() < limit:
-            got += rx.read(min(RAW_CHUNK, len(data) - len(got)))
-        seconds = time.perf_counter() - started
-        writer.join(10.0)
-    if writer.error is not None:
-        raise RuntimeError(f"the writer raised {writer.error!r}")
-    if bytes(got) != data:
-        raise RuntimeError(f"received {len(got)} of {len(data)} byte(s), or changed")
-    return seconds
+
+def raw_once(a: str, b: str, data: bytes, timeout: float) -> float:
+    """Seconds for one raw pyserial transfer of ``data`` from a to b (each end in a
+    process of its own, like the others)."""
+    with scratch("serialhs-raw-") as work:
+        source = work / "raw.bin"
+        source.write_bytes(data)
+        ends = _Ends(
+            [
+                ("reader", _raw_end, ("reader", b, str(source), len(data), timeout)),
+                ("writer", _raw_end, ("writer", a, str(source), len(data), timeout)),
+            ]
+        )
+        started, out = ends.run(timeout)
+    for name in ("reader", "writer"):
+        if name not in out:
+            raise RuntimeError(f"the {name} did not end")
+        if out[name][2]:
+            raise RuntimeError(f"the {name} raised {out[name][2]}")
+    got = out["reader"][1]
+    if got["bytes"] != len(data) or got["sha256"] != hashlib.sha256(data).hexdigest():
+        raise RuntimeError(f"received {got['bytes']} of {len(data)} byte(s), or changed")
+    return max(out["reader"][0], out["writer"][0]) - started
 
 
 def raw_pyserial(a: str, b: str, data: bytes, timeout: float, least: float) -> Outcome:
@@ -899,9 +1053,9 @@ def unpaced(
     # in trials): that measures lrzsz's timers, not the pipe, so XMODEM is left out.
     names = ["raw", *(p for p in protocols if p != "xmodem-1k")]
     runs: dict[str, list[Outcome]] = {name: [] for name in names}
-    bound = transfer_timeout(profile.size, UNPACED_RATE, timeout)
+    bound = transfer_timeout(profile.unpaced_size, UNPACED_RATE, timeout)
     for index in range(profile.unpaced_rounds):
-        data = payload(profile.size, seed + index)
+        data = payload(profile.unpaced_size, seed + index)
         for name in rotated(names, index):
             outcome = guarded(
                 name,
@@ -992,7 +1146,8 @@ def table(result: dict[str, Any]) -> str:
         f"{m['nproc']}, Linux {m['kernel']}, Python {m['python']}, pyserial {m['pyserial']}, "
         f"{m['socat']}, {m['lrzsz'] or 'lrzsz missing'}",
         f"command: {result['command']}",
-        f"file: {result['size']} random bytes (seed {result['seed']} + round)",
+        f"file: {result['size']} random bytes (part C: {result.get('unpaced_size')}; "
+        f"seed {result['seed']} + round)",
     ]
     if result["shs_missing"]:
         rows.append(f"shs: not available ({result['shs_missing']})")
@@ -1077,6 +1232,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--unpaced-rounds", type=int, help="rounds of part C (default 5, quick 3)")
     parser.add_argument(
+        "--unpaced-size", type=parse_size, help="file size of part C (default 16M, quick 4M)"
+    )
+    parser.add_argument(
         "--rates",
         default=",".join(str(r) for r in RATES),
         help="baud rates of part A, comma-separated (default %(default)s)",
@@ -1105,6 +1263,7 @@ def main(argv: list[str] | None = None) -> int:
         handshake_rounds=args.handshake_rounds or base.handshake_rounds,
         unpaced_rounds=args.unpaced_rounds or base.unpaced_rounds,
         raw_least=base.raw_least,
+        unpaced_size=args.unpaced_size or base.unpaced_size,
     )
     rates = [int(r) for r in _list(args.rates)]
     bers = [float(b) for b in _list(args.bers)]
@@ -1130,6 +1289,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "machine": machine,
         "size": profile.size,
+        "unpaced_size": profile.unpaced_size,
         "seed": args.seed,
         "protocols": runnable,
         "rounds": {
@@ -1159,7 +1319,7 @@ def main(argv: list[str] | None = None) -> int:
             result["handshake"] = handshake(profile, args.seed, lock_dir)
         if "c" in parts:
             shown = ["raw", *(p for p in runnable if p != "xmodem-1k")]
-            log(f"C. unpaced socat pair: {profile.size} bytes, {shown}")
+            log(f"C. unpaced socat pair: {profile.unpaced_size} bytes, {shown}")
             result["unpaced"] = unpaced(
                 profile, runnable, args.seed, args.timeout, tools, shs, lock_dir
             )
