@@ -103,6 +103,10 @@ Role = Literal["initiator", "responder"]
 POLL = 0.05
 #: The read wait while frames wait for room in the UART's queue.
 QUEUE_POLL = 0.002
+#: A read at least this long is taken for part of a stream: up to MORE_READS more
+#: reads follow in the same step when their bytes are already there.
+STREAM_READ = 1024
+MORE_READS = 8
 #: How often progress is reported at most.
 PROGRESS_EVERY = 0.1
 _HASH_BLOCK = 1 << 20
@@ -224,6 +228,15 @@ class _Pump:
         now = time.monotonic()
         if received:
             ch.receive_data(received, now)
+            # A long read means a stream: take what else has come before answering
+            # (a tty hands out a few KiB per read), so that the work of a step is
+            # shared by several reads. The count bounds the delay of an answer.
+            for _ in range(MORE_READS if len(received) >= STREAM_READ else 0):
+                received = port.read_available()
+                if not received:
+                    break
+                now = time.monotonic()
+                ch.receive_data(received, now)
         if timer is not None and now >= timer:  # a timer set by what arrived is due later
             ch.handle_timer(now)
         events = ch.events()
