@@ -84,6 +84,7 @@ import os
 import queue
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -479,8 +480,14 @@ def _end_process(
         ready.put(name)
         if not go.wait(END_STARTUP + 10.0):
             raise RuntimeError("no go")
+        before = resource.getrusage(resource.RUSAGE_SELF)
         result = work(*args, prepared=prepared)
-        results.put((name, time.perf_counter(), result, ""))
+        finished = time.perf_counter()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        if isinstance(result, dict):  # the end's processor time over its work
+            result["cpu_user_s"] = after.ru_utime - before.ru_utime
+            result["cpu_system_s"] = after.ru_stime - before.ru_stime
+        results.put((name, finished, result, ""))
     except BaseException as e:
         results.put((name, time.perf_counter(), None, repr(e)))
 
@@ -664,6 +671,10 @@ def run_shs(
             "bytes_on_wire": sent["bytes_on_wire"],
             "receiver_bytes_on_wire": got["bytes_on_wire"],
             "bad_frames": got["bad_frames"],
+            "cpu_s": {
+                name: [out[name][1].get("cpu_user_s"), out[name][1].get("cpu_system_s")]
+                for name in ("sender", "receiver")
+            },
         }
     )
     problems = [
@@ -759,6 +770,11 @@ def describe(outcome: Outcome, line: float | None) -> str:
             f"{outcome.details.get('retransmissions')}+"
             f"{outcome.details.get('fast_retransmissions')}"
         )
+        cpu = outcome.details.get("cpu_s") or {}
+        if all(None not in cpu.get(end, [None]) for end in ("sender", "receiver")):
+            text += "; cpu user+system " + ", ".join(
+                f"{end} {cpu[end][0]:.2f}+{cpu[end][1]:.2f} s" for end in ("sender", "receiver")
+            )
     return text
 
 
