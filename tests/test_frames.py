@@ -155,8 +155,9 @@ def _unescape_byte_by_byte(data: bytes) -> bytes:
 @given(st.lists(st.sampled_from([b"\x7d", b"\x5d", b"\x5e", b"\x31", b"\x33", b"A", b"\x7e"])))
 @FAST
 def test_unescape_is_the_byte_by_byte_rule_for_any_input(pieces):
-    """The replace-based fast path and the fallback agree with the literal rule,
-    on good escapes, odd ones (0x7D 0x41) and broken ones alike."""
+    """unescape (join the parts, flip the byte after each escape; the error path
+    for broken input) agrees with the literal rule on good escapes, odd ones
+    (0x7D 0x41) and broken ones alike."""
     data = b"".join(pieces).replace(b"\x7e", b"")
     try:
         expected: bytes | str = _unescape_byte_by_byte(data)
