@@ -56,7 +56,7 @@ B. The handshake. ``serialhs.negotiate.link.negotiate`` on both ends of a paced
 C. No pacing. A bare socat pair (serialhs.sim.socat.SocatPair) carries a file
    of ``unpaced_size`` random bytes (16 MiB; a throughput needs a transfer
    long enough that starting up is not most of it: 1 MiB takes sz/rz about
-   30 ms): raw pyserial (``serial.Serial`` on both ends, one writes 64 KiB
+   35 ms): raw pyserial (``serial.Serial`` on both ends, one writes 64 KiB
    chunks, the other reads until it has everything: the pipe's baseline,
    repeated until it has run for ``raw_least`` seconds), sz/rz, and SHS
    agreeing 921600 (the rate is only a label on a socat pair). Every end is
