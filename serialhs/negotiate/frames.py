@@ -204,7 +204,7 @@ class Frame:
         or masked to 32 bits by a core): the per-frame checks are skipped."""
         frame = object.__new__(cls)
         put = object.__setattr__
-        put(frame, "type", _FRAME_TYPES.get(type, type))
+        put(frame, "type", _frame_type(type))
         put(frame, "session", session)
         put(frame, "seq", seq)
         put(frame, "ack", ack)

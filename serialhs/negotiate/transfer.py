@@ -355,8 +355,15 @@ class Transfer:
             return False
         return bool(self._nak_queue or self._dack_now) or (self._room() > 0 and self._has_data())
 
+    def _queued(self) -> bool:
+        """Anything queued to send as DATA (cheap; :meth:`_has_data` says whether
+        the window and §17.2 let it go now)?"""
+        return bool(self._pending or self._ends or self._resend)
+
     def _has_data(self) -> bool:
         """Resends or new frames waiting (for room in the queue)."""
+        if not self._queued():
+            return False
         if self._next_size() is not None:
             return True
         while self._resend and not self._resendable(self._resend[0]):
@@ -384,8 +391,8 @@ class Transfer:
         times = [t for t in (self._ack_due, self._update_due) if t is not None]
         if self._flight:
             times += [f.due for f in self._flight.values() if f.due is not None]
-        if (self._pending or self._ends or self._resend) and self._room() <= 0 and self._has_data():
-            times.append(self._line_free - (self._queue - 1) * self._c)  # the queue has room
+        if self._has_data() and self._room() <= 0:  # when the queue has room again
+            times.append(self._line_free - (self._queue - 1) * self._c)
         return min(times) if times else None
 
     # -- what the application does ------------------------------------------------------------
@@ -467,9 +474,7 @@ class Transfer:
         (payload plus overhead) are handed out (None: no limit but the window)."""
         self._advance(now)
         out: list[Frame] = []
-        if self._failed is not None or not (
-            self._nak_queue or self._dack_now or self._resend or self._pending or self._ends
-        ):
+        if self._failed is not None or not (self._nak_queue or self._dack_now or self._queued()):
             return out
         room = self._room() if budget is None else min(budget, self._room())
         if self._nak_queue:
