@@ -465,23 +465,23 @@ _SPAWN = multiprocessing.get_context("spawn")
 END_STARTUP = 60.0
 
 
-def _end_process(
-    name: str,
-    work: Callable[..., dict[str, Any]],
-    args: tuple[Any, ...],
-    ready: Any,
-    go: Any,
-    results: Any,
-) -> None:
-    """The body of one spawned end: prepare, say ready, wait for go, work, report
+#: One end: its name, what opens its port (before the clock), what then moves the
+#: data (given the opened port and the same arguments; returns a dict of plain
+#: data), and those arguments.
+End = tuple[str, Callable[..., Any], Callable[..., dict[str, Any]], tuple[Any, ...]]
+
+
+def _end_process(end: End, ready: Any, go: Any, results: Any) -> None:
+    """The body of one spawned end: open, say ready, wait for go, work, report
     (name, finished_at, result dict or None, error text)."""
+    name, open_end, work, args = end
     try:
-        prepared = work(*args, prepare_only=True)
+        port = open_end(*args)
         ready.put(name)
         if not go.wait(END_STARTUP + 10.0):
             raise RuntimeError("no go")
         before = resource.getrusage(resource.RUSAGE_SELF)
-        result = work(*args, prepared=prepared)
+        result = work(port, *args)
         finished = time.perf_counter()
         after = resource.getrusage(resource.RUSAGE_SELF)
         if isinstance(result, dict):  # the end's processor time over its work
@@ -492,58 +492,56 @@ def _end_process(
         results.put((name, time.perf_counter(), None, repr(e)))
 
 
-class _Ends:
-    """Two spawned ends, released together (the first listed first); ``run``
-    returns the start time and, per end, (finished_at, result, error)."""
-
-    def __init__(self, ends: list[tuple[str, Callable[..., dict[str, Any]], tuple[Any, ...]]]):
-        self.ends = ends
-
-    def run(self, timeout: float) -> tuple[float, dict[str, tuple[float, Any, str]]]:
-        ready, results = _SPAWN.Queue(), _SPAWN.Queue()
-        gos = {name: _SPAWN.Event() for name, _, _ in self.ends}
-        procs = [
-            _SPAWN.Process(
-                target=_end_process,
-                args=(name, work, args, ready, gos[name], results),
-                name=name,
-                daemon=True,
-            )
-            for name, work, args in self.ends
-        ]
-        out: dict[str, tuple[float, Any, str]] = {}
-        try:
-            for proc in procs:
-                proc.start()
-            limit = time.monotonic() + END_STARTUP
-            waiting = {name for name, _, _ in self.ends}
-            while waiting:
-                try:
-                    waiting.discard(ready.get(timeout=max(0.1, limit - time.monotonic())))
-                except queue.Empty:
-                    if time.monotonic() >= limit or not all(p.is_alive() for p in procs):
-                        break
-            started = time.perf_counter()
-            for name, _, _ in self.ends:
-                gos[name].set()
-            limit = time.monotonic() + timeout + 30.0
-            while len(out) < len(procs):
-                try:
-                    name, finished, result, error = results.get(
-                        timeout=max(0.1, limit - time.monotonic())
-                    )
-                except queue.Empty:
-                    if time.monotonic() >= limit or not any(p.is_alive() for p in procs):
-                        break
-                    continue
-                out[name] = (finished, result, error)
-        finally:
-            for proc in procs:
+def run_ends(ends: list[End], timeout: float) -> tuple[float, dict[str, tuple[float, Any]]]:
+    """Spawn the ends, release them together (the first listed first) once all have
+    opened their ports, and return the start time and, per end, (finished_at,
+    result). Raises RuntimeError naming an end that did not end or raised."""
+    ready, results = _SPAWN.Queue(), _SPAWN.Queue()
+    gos = {end[0]: _SPAWN.Event() for end in ends}
+    procs = [
+        _SPAWN.Process(
+            target=_end_process, args=(end, ready, gos[end[0]], results), name=end[0], daemon=True
+        )
+        for end in ends
+    ]
+    out: dict[str, tuple[float, Any, str]] = {}
+    try:
+        for proc in procs:
+            proc.start()
+        limit = time.monotonic() + END_STARTUP
+        waiting = set(gos)
+        while waiting:
+            try:
+                waiting.discard(ready.get(timeout=max(0.1, limit - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= limit or not all(p.is_alive() for p in procs):
+                    break
+        started = time.perf_counter()
+        for go in gos.values():  # in the order of ``ends``
+            go.set()
+        limit = time.monotonic() + timeout + 30.0
+        while len(out) < len(procs):
+            try:
+                name, finished, result, error = results.get(
+                    timeout=max(0.1, limit - time.monotonic())
+                )
+            except queue.Empty:
+                if time.monotonic() >= limit or not any(p.is_alive() for p in procs):
+                    break
+                continue
+            out[name] = (finished, result, error)
+    finally:
+        for proc in procs:
+            proc.join(5.0)
+            if proc.is_alive():
+                proc.kill()
                 proc.join(5.0)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join(5.0)
-        return started, out
+    for name in gos:
+        if name not in out:
+            raise RuntimeError(f"the {name} did not end")
+        if out[name][2]:
+            raise RuntimeError(f"the {name} raised {out[name][2]}")
+    return started, {name: (finished, result) for name, (finished, result, _) in out.items()}
 
 
 def load_shs() -> tuple[Any, str]:
@@ -579,25 +577,20 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _shs_end(
-    role: str,
-    path: str,
-    rate: int,
-    file: str,
-    timeout: float,
-    lock_dir: str,
-    *,
-    prepare_only: bool = False,
-    prepared: Any = None,
-) -> Any:
-    """One SHS end in its own process: open the port (prepare), then send_file or
-    receive_file; returns what the parent reports, as plain data."""
+def _shs_open(role: str, path: str, rate: int, file: str, timeout: float, lock_dir: str) -> Port:
+    """An SHS end's port, opened at the safe default (its module imported too)."""
+    importlib.import_module(SHS_MODULE)
+    port = Port(path, SAFE, lock_dir=lock_dir)
+    port.open()
+    return port
+
+
+def _shs_transfer(
+    port: Port, role: str, path: str, rate: int, file: str, timeout: float, lock_dir: str
+) -> dict[str, Any]:
+    """One SHS end in its own process: send_file or receive_file on the opened
+    port; returns what the parent reports, as plain data."""
     module = importlib.import_module(SHS_MODULE)
-    if prepare_only:
-        port = Port(path, SAFE, lock_dir=lock_dir)
-        port.open()
-        return port
-    port = prepared
     caps = shs_capabilities(module, rate)
     try:
         if role == "sender":
@@ -642,21 +635,16 @@ def run_shs(
     with scratch("serialhs-xfer-") as work:
         source, dst = stage(work, data)
         output = dst / source.name
-        ends = _Ends(
-            [
-                ("receiver", _shs_end, ("receiver", b_pty, rate, str(output), timeout, lock_dir)),
-                ("sender", _shs_end, ("sender", a_pty, rate, str(source), timeout, lock_dir)),
-            ]
-        )
-        started, out = ends.run(timeout)
+        ends: list[End] = [
+            (role, _shs_open, _shs_transfer, (role, pty, rate, str(file), timeout, lock_dir))
+            for role, pty, file in (("receiver", b_pty, output), ("sender", a_pty, source))
+        ]
+        try:
+            started, out = run_ends(ends, timeout)
+        except RuntimeError as e:
+            return Outcome("shs", "failed", len(data), None, str(e))
         wrong = check_received(output, data, padded=False)
     details: dict[str, Any] = {"offered_window": caps.window, "offered_payload": caps.max_payload}
-    missing = [name for name in ("sender", "receiver") if name not in out]
-    if missing:
-        return Outcome("shs", "failed", len(data), None, f"{', '.join(missing)} did not end")
-    for name in ("sender", "receiver"):
-        if out[name][2]:
-            return Outcome("shs", "failed", len(data), None, f"{name} raised {out[name][2]}")
     sent, got = out["sender"][1], out["receiver"][1]
     wall = max(out["sender"][0], out["receiver"][0]) - started
     details.update(
@@ -968,23 +956,21 @@ def handshake(profile: Profile, seed: int, lock_dir: str) -> dict[str, Any]:
 # -- C. no pacing -----------------------------------------------------------------------------
 
 
-def _raw_end(
-    role: str,
-    path: str,
-    file: str,
-    size: int,
-    timeout: float,
-    *,
-    prepare_only: bool = False,
-    prepared: Any = None,
-) -> Any:
+def _raw_open(
+    role: str, path: str, file: str, size: int, timeout: float
+) -> tuple[serial.Serial, bytes]:
+    """A raw end's port, and for the writer the file's bytes (read before the clock)."""
+    port = serial.Serial(path, UNPACED_RATE, timeout=1.0, write_timeout=timeout)
+    return port, (Path(file).read_bytes() if role == "writer" else b"")
+
+
+def _raw_transfer(
+    opened: tuple[serial.Serial, bytes], role: str, path: str, file: str, size: int, timeout: float
+) -> dict[str, Any]:
     """One end of the raw baseline in its own process: the writer writes the file
     in RAW_CHUNK pieces; the reader reads until it has ``size`` bytes (or the
     timeout passes) and reports their count and SHA-256."""
-    if prepare_only:
-        port = serial.Serial(path, UNPACED_RATE, timeout=1.0, write_timeout=timeout)
-        return port, (Path(file).read_bytes() if role == "writer" else b"")
-    port, data = prepared
+    port, data = opened
     try:
         if role == "writer":
             for offset in range(0, len(data), RAW_CHUNK):
@@ -1006,18 +992,11 @@ def raw_once(a: str, b: str, data: bytes, timeout: float) -> float:
     with scratch("serialhs-raw-") as work:
         source = work / "raw.bin"
         source.write_bytes(data)
-        ends = _Ends(
-            [
-                ("reader", _raw_end, ("reader", b, str(source), len(data), timeout)),
-                ("writer", _raw_end, ("writer", a, str(source), len(data), timeout)),
-            ]
-        )
-        started, out = ends.run(timeout)
-    for name in ("reader", "writer"):
-        if name not in out:
-            raise RuntimeError(f"the {name} did not end")
-        if out[name][2]:
-            raise RuntimeError(f"the {name} raised {out[name][2]}")
+        ends: list[End] = [
+            (role, _raw_open, _raw_transfer, (role, pty, str(source), len(data), timeout))
+            for role, pty in (("reader", b), ("writer", a))
+        ]
+        started, out = run_ends(ends, timeout)
     got = out["reader"][1]
     if got["bytes"] != len(data) or got["sha256"] != hashlib.sha256(data).hexdigest():
         raise RuntimeError(f"received {got['bytes']} of {len(data)} byte(s), or changed")
