@@ -45,9 +45,13 @@ def run(coro, limit=60):
     return asyncio.run(asyncio.wait_for(coro, limit))
 
 
-def sync_responder(
-    wire: Wire, caps: Capabilities, results: dict[str, object], timers: Timers = DEFAULT_TIMERS
-) -> threading.Thread:
+def against_sync_responder(
+    wire: Wire, caps: Capabilities, initiator, timers: Timers = DEFAULT_TIMERS
+) -> tuple[LinkResult, LinkResult]:
+    """Run the coroutine ``initiator()`` (end a) against the sync negotiate() in a
+    thread on end b; both results, b's checked to be an agreement."""
+    results: dict[str, object] = {}
+
     def responder() -> None:
         with Port(wire.b.pty, SAFE) as port:
             try:
@@ -57,13 +61,18 @@ def sync_responder(
 
     thread = threading.Thread(target=responder)
     thread.start()
-    return thread
+    try:
+        a = run(initiator())
+    finally:
+        thread.join(70)
+    b = results.get("b")
+    assert isinstance(b, LinkResult), b
+    return a, b
 
 
 def test_async_initiator_and_sync_responder_agree():
     caps_a = Capabilities.up_to(115200, flow=(FlowControl.NONE, FlowControl.RTSCTS))
     caps_b = Capabilities.up_to(57600, flow=(FlowControl.NONE, FlowControl.RTSCTS))
-    results: dict[str, object] = {}
     events: list[object] = []
 
     async def initiator() -> LinkResult:
@@ -75,13 +84,7 @@ def test_async_initiator_and_sync_responder_agree():
             return result
 
     with Wire(settings=SAFE) as wire:
-        thread = sync_responder(wire, caps_b, results)
-        try:
-            a = run(initiator())
-        finally:
-            thread.join(70)
-    b = results["b"]
-    assert isinstance(b, LinkResult), b
+        a, b = against_sync_responder(wire, caps_b, initiator)
     assert a.settings == b.settings
     assert a.settings.baudrate == 57600 and a.settings.flow is FlowControl.RTSCTS
     assert a.agreed.session_id == b.agreed.session_id
@@ -108,20 +111,13 @@ def test_async_at_both_ends():
 
 def test_async_training_settles_on_the_highest_rate_the_line_carries():
     caps = Capabilities.up_to(115200)
-    results: dict[str, object] = {}
 
     async def initiator() -> LinkResult:
         async with AsyncPort(wire.a.pty, SAFE) as port:
             return await negotiate_async(port, "initiator", caps, timers=QUICK_TRAINING)
 
     with Wire(settings=SAFE, max_baud=38400) as wire:
-        thread = sync_responder(wire, caps, results, QUICK_TRAINING)
-        try:
-            a = run(initiator())
-        finally:
-            thread.join(70)
-    b = results["b"]
-    assert isinstance(b, LinkResult), b
+        a, b = against_sync_responder(wire, caps, initiator, QUICK_TRAINING)
     assert a.settings == b.settings
     assert a.settings.baudrate == 38400
     failed = [step.settings.baudrate for step in a.steps if not step.ok]
