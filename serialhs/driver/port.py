@@ -512,8 +512,8 @@ class Port:
     def _timeout(self, timeout: float | None) -> float:
         return _check_timeout(self.timeout if timeout is None else timeout)
 
-    def _fill(self, deadline: float, operation: str) -> bool:
-        """Read more bytes into the buffer. False if the deadline passed first."""
+    def _read_io(self, deadline: float, operation: str) -> bytes | None:
+        """Bytes from the OS (traced and recorded), or None if the deadline passed first."""
         self._require_open(operation)
         assert self._io is not None
         try:
@@ -521,12 +521,28 @@ class Port:
         except (serial.SerialException, OSError) as e:
             partial = self._take(len(self._rx))
             raise map_error(e, port=self.url, operation=operation, partial=partial) from e
+        if data is not None:
+            trace_bytes(log, self.url, "rx", data)
+            self._record("rx", data)
+        return data
+
+    def _fill(self, deadline: float, operation: str) -> bool:
+        """Read more bytes into the buffer. False if the deadline passed first."""
+        data = self._read_io(deadline, operation)
         if data is None:
             return False
-        trace_bytes(log, self.url, "rx", data)
-        self._record("rx", data)
         self._rx += data
         return True
+
+    def _read_direct(self, deadline: float, max_size: int) -> bytes | None:
+        """With nothing buffered: bytes from the OS, handed over without passing
+        through the buffer when they fit in ``max_size`` (a stream's common case);
+        None if the deadline passed first."""
+        data = self._read_io(deadline, "read from")
+        if data is None or len(data) <= max_size:
+            return data
+        self._rx += data
+        return self._take(max_size)
 
     def _take(self, n: int) -> bytes:
         out = bytes(self._rx[:n])
@@ -592,14 +608,18 @@ class Port:
         limit = self._timeout(timeout)
         deadline = time.monotonic() + limit
         with self._rx_lock:
-            while not self._rx:
-                if not self._fill(deadline, "read from"):
-                    raise ReadTimeout(f"nothing within {limit} s", port=self.url, timeout=limit)
-            return self._take(max_size)
+            if self._rx:
+                return self._take(max_size)
+            data = self._read_direct(deadline, max_size)
+            if data is None:
+                raise ReadTimeout(f"nothing within {limit} s", port=self.url, timeout=limit)
+            return data
 
     def read_available(self, max_size: int = CHUNK) -> bytes:
         """Whatever has arrived, without waiting; b"" when nothing has."""
         with self._rx_lock:
+            if not self._rx:
+                return self._read_direct(time.monotonic(), max_size) or b""
             if len(self._rx) < max_size:
                 self._fill(time.monotonic(), "read from")
             return self._take(max_size)

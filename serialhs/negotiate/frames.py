@@ -32,12 +32,24 @@ from __future__ import annotations
 import dataclasses
 import enum
 import itertools
+import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from serialhs.errors import ConfigError, FrameError, LocalProtocolError
+
+
+def _load_c_unescape() -> Callable[[bytes], bytes] | None:
+    try:
+        from serialhs.negotiate._hdlc import unescape  # noqa: PLC0415
+    except ImportError:  # installed without a C compiler: the Python reference serves
+        return None
+    return unescape
+
+
+_c_unescape = _load_c_unescape()
 
 __all__ = [
     "CRC_SIZE",
@@ -48,6 +60,7 @@ __all__ = [
     "MAX_PAYLOAD",
     "MAX_WIRE_SIZE",
     "PROBE_PATTERN",
+    "SPEEDUPS",
     "VERSION",
     "BadFrame",
     "BadReason",
@@ -67,11 +80,13 @@ __all__ = [
     "pack",
     "session_id",
     "unescape",
+    "unescape_py",
     "unpack",
 ]
 
 VERSION = 1  #: the protocol version this module speaks
 FLAG = 0x7E  #: frame delimiter
+_FLAG_BYTE = bytes([FLAG])
 ESC = 0x7D  #: escape: the next byte is XOR 0x20
 ESC_XOR = 0x20
 #: bytes that never appear raw inside a frame
@@ -272,9 +287,10 @@ def escaped_size(data: bytes) -> int:
     return len(escape(data))
 
 
-def unescape(data: bytes) -> bytes:
-    """Undo :func:`escape` on the bytes between two flags. Raises :class:`FrameError`
-    (reason "escape" or "aborted") for an escape byte not followed by a byte it escapes."""
+def unescape_py(data: bytes) -> bytes:
+    """Undo :func:`escape` on the bytes between two flags, in Python: the
+    reference for :func:`unescape`. Raises :class:`FrameError` (reason "escape"
+    or "aborted") for an escape byte not followed by a byte it escapes."""
     if b"\x7d" not in data:
         return data
     parts = data.split(b"\x7d")
@@ -294,6 +310,29 @@ def unescape(data: bytes) -> bytes:
     raise FrameError(
         "an escape byte follows an escape byte", reason=BadReason.ESCAPE.value, data=data
     )
+
+
+def _unescape_c(data: bytes) -> bytes:
+    assert _c_unescape is not None, "serialhs.negotiate._hdlc was not built"
+    try:
+        return _c_unescape(data)
+    except ValueError:
+        return unescape_py(data)  # raises the FrameError that names the fault
+
+
+def _pick_unescape() -> Callable[[bytes], bytes]:
+    """The C un-stuffing (serialhs/negotiate/_hdlc.c) when it was built and
+    SERIALHS_PURE_PYTHON is not set; else the Python reference."""
+    if os.environ.get("SERIALHS_PURE_PYTHON") or _c_unescape is None:
+        return unescape_py
+    return _unescape_c
+
+
+#: Undo :func:`escape` on the bytes between two flags. Raises :class:`FrameError`
+#: (reason "escape" or "aborted") for an escape byte not followed by a byte it
+#: escapes. The C version when it is built (:data:`SPEEDUPS`), else :func:`unescape_py`.
+unescape = _pick_unescape()
+SPEEDUPS = unescape is _unescape_c  #: is the C receive path in use?
 
 
 def pack(frame: Frame) -> bytes:
@@ -449,45 +488,6 @@ class DecoderStats:
     flow_bytes: int = 0  #: raw XON/XOFF bytes discarded
 
 
-class _RollbackBuffer:
-    """Received bytes, consumed one flag-delimited frame at a time (wsproto's
-    commit/rollback buffer, specialised to flags). :meth:`cut` commits the bytes up
-    to the next flag; when there is none yet nothing is consumed (a rollback), but
-    the scan position is kept so that a long frame arriving in small pieces is not
-    searched again from its start."""
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._scanned = 0
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def feed(self, data: bytes) -> None:
-        self._data += data
-
-    def cut(self) -> bytes | None:
-        """The bytes before the next flag (the flag consumed too), or None."""
-        index = self._data.find(FLAG, self._scanned)
-        if index < 0:
-            self._scanned = len(self._data)
-            return None
-        chunk = bytes(self._data[:index])
-        del self._data[: index + 1]
-        self._scanned = 0
-        return chunk
-
-    def take(self, size: int) -> bytes:
-        """Commit and return the first ``size`` bytes (no flag among them)."""
-        chunk = bytes(self._data[:size])
-        del self._data[:size]
-        self._scanned = max(0, self._scanned - size)
-        return chunk
-
-    def peek(self) -> bytes:
-        return bytes(self._data)
-
-
 class FrameDecoder:
     """Turns received bytes into :class:`Frame` and :class:`BadFrame` events.
 
@@ -505,7 +505,7 @@ class FrameDecoder:
         self._max_body = HEADER_SIZE + max_payload + CRC_SIZE
         #: the most bytes between two flags a good frame can have (all escaped)
         self.limit = 2 * self._max_body
-        self._buffer = _RollbackBuffer()
+        self._partial = bytearray()  #: the bytes after the last flag: a frame not yet complete
         self._synced = False  #: a flag has been seen since the start or reset()
         self._overflow = False  #: inside a run longer than ``limit``, already reported in part
         self._events: deque[Frame | BadFrame] = deque()
@@ -514,22 +514,33 @@ class FrameDecoder:
     @property
     def buffered(self) -> bytes:
         """Bytes of a frame not yet complete."""
-        return self._buffer.peek()
+        return bytes(self._partial)
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from the line, in any split. Never raises for their content."""
-        raw = bytes(data)
+        raw = data if type(data) is bytes else bytes(data)
         if not raw:
             return
         if b"\x11" in raw or b"\x13" in raw:  # rare: frames escape them
             clean = raw.translate(None, _FLOW_BYTES)
             self.stats.flow_bytes += len(raw) - len(clean)
             raw = clean
-        self._buffer.feed(raw)
-        while (chunk := self._buffer.cut()) is not None:
-            self._chunk(chunk)
-        while len(self._buffer) > self.limit:
-            self._overflow_piece(self._buffer.take(self.limit))
+        partial = self._partial
+        if _FLAG_BYTE in raw:
+            # every piece but the last ends at a flag; the first continues the partial frame
+            pieces = raw.split(_FLAG_BYTE)
+            if partial:
+                pieces[0] = bytes(partial) + pieces[0]
+                partial.clear()
+            partial += pieces.pop()
+            for chunk in pieces:
+                self._chunk(chunk)
+        else:
+            partial += raw
+        while len(partial) > self.limit:
+            piece = bytes(partial[: self.limit])
+            del partial[: self.limit]
+            self._overflow_piece(piece)
 
     def next_event(self) -> Frame | BadFrame | None:
         """The next frame or bad frame, or None when more bytes are needed."""
@@ -544,7 +555,8 @@ class FrameDecoder:
     def reset(self) -> None:
         """Forget the partial frame (reported as interrupted): the line's settings
         changed, so what follows is a new stream."""
-        rest = self._buffer.take(len(self._buffer))
+        rest = bytes(self._partial)
+        self._partial.clear()
         if rest:
             self._bad(BadReason.INTERRUPTED, rest, "a partial frame when the settings changed")
         self._synced = False
