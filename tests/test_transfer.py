@@ -17,7 +17,14 @@ from serialhs.driver.settings import SerialSettings
 from serialhs.errors import ConfigError, LocalProtocolError
 from serialhs.negotiate.capabilities import Capabilities
 from serialhs.negotiate.channel import Channel
-from serialhs.negotiate.frames import Frame, FrameType, encode_dack, encode_nak, unescape
+from serialhs.negotiate.frames import (
+    Flags,
+    Frame,
+    FrameType,
+    encode_dack,
+    encode_nak,
+    unescape,
+)
 from serialhs.negotiate.handshake import (
     Agreed,
     Closed,
@@ -459,6 +466,38 @@ def test_the_line_model_learns_a_line_faster_than_its_rate():
     fast, paced = handed_per_call(0.01), handed_per_call(1.5)
     assert paced[-1] <= 3  # two frames' time ahead of the UART (and a partial third)
     assert fast[-1] >= 4 * paced[-1]
+
+
+def test_the_sender_polls_when_the_line_model_holds_it_back():
+    """The last DATA frame before the model's queue is full asks for an
+    acknowledgement at once (POLL); frames cut short by the caller's budget, or
+    the last of what there is to send, do not."""
+    t = _transfer(frame_size=512, window=32)
+    t.send(bytes(40 * 512))
+    frames = t.frames_to_send(0.0)
+    assert [f.flags & Flags.POLL for f in frames] == [0] * (len(frames) - 1) + [Flags.POLL]
+    t = _transfer(frame_size=512, window=32)
+    t.send(bytes(40 * 512))
+    assert not any(f.flags & Flags.POLL for f in t.frames_to_send(0.0, budget=600))
+    t = _transfer(frame_size=512, window=32)
+    t.send(bytes(512))
+    assert not any(f.flags & Flags.POLL for f in t.frames_to_send(0.0))
+
+
+def test_a_polled_frame_is_acknowledged_at_once():
+    """A DATA frame with POLL gets its DACK now; without it the receiver waits for
+    more frames or its delayed-acknowledgement timer (§17.4)."""
+    session = Session(0x11111111, 0x22222222)
+
+    def answer(flags: int) -> list[Frame]:
+        t = _transfer("responder", frame_size=512, window=32)
+        frame = Frame(FrameType.DATA, session.id, session.initiator_isn + 1, 0, bytes(512), flags)
+        t.receive_frame(frame, 0.0)
+        return t.frames_to_send(0.0)
+
+    assert answer(0) == []
+    (dack,) = answer(Flags.POLL)
+    assert dack.type == FrameType.DACK
 
 
 def test_the_segment_shrinks_on_a_noisy_line_and_grows_back_on_a_clean_one():

@@ -152,6 +152,11 @@ class Channel:
     def idle(self) -> bool:
         return self._transfer.idle
 
+    @property
+    def has_events(self) -> bool:
+        """Are events waiting for :meth:`events` (an adapter then should not block)?"""
+        return bool(self._events)
+
     def events(self) -> list[ChannelEvent]:
         out = list(self._events)
         self._events.clear()

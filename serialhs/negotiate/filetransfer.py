@@ -219,24 +219,29 @@ class _Pump:
         wait = POLL
         if ch.ready:  # more to hand out: at once, or when the driver's queue has gone down
             wait = QUEUE_POLL if waiting else 0.0
+        if ch.has_events:  # the application has something to answer first
+            wait = 0.0
         if timer is not None:
             wait = max(0.0, min(wait, timer - time.monotonic()))
         try:
             received = port.read_some(timeout=wait) if wait > 0 else port.read_available()
         except ReadTimeout:
             received = b""
-        now = time.monotonic()
-        if received:
-            ch.receive_data(received, now)
+        if received and len(received) >= STREAM_READ:
             # A long read means a stream: take what else has come before answering
             # (a tty hands out a few KiB per read), so that the work of a step is
             # shared by several reads. The count bounds the delay of an answer.
-            for _ in range(MORE_READS if len(received) >= STREAM_READ else 0):
-                received = port.read_available()
-                if not received:
+            reads = [received]
+            for _ in range(MORE_READS):
+                more = port.read_available()
+                if not more:
                     break
-                now = time.monotonic()
-                ch.receive_data(received, now)
+                reads.append(more)
+            if len(reads) > 1:
+                received = b"".join(reads)
+        now = time.monotonic()
+        if received:
+            ch.receive_data(received, now)
         if timer is not None and now >= timer:  # a timer set by what arrived is due later
             ch.handle_timer(now)
         events = ch.events()

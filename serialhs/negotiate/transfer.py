@@ -84,6 +84,7 @@ _FRAMING = 24  #: header, CRC and two flags
 #: Flag bits as plain ints (IntFlag arithmetic is Python code; these are per frame).
 _EOM = int(Flags.EOM)
 _RETRY = int(Flags.RETRY)
+_POLL = int(Flags.POLL)
 
 
 def ack_every(window: int) -> int:
@@ -507,6 +508,13 @@ class Transfer:
             frame, size = self._data(seq, f, retry=False)
             out.append(frame)
             room -= size
+        if out and out[-1].kind is FrameType.DATA and self._room() <= 0 and self._has_data():
+            # The line model holds back what is queued: ask for the acknowledgement
+            # that moves it on now, not after the peer's delay (§17.4).
+            last = out[-1]
+            out[-1] = Frame.unchecked(
+                FrameType.DATA, last.session, last.seq, last.ack, last.payload, last.flags | _POLL
+            )
         return out
 
     # -- internals: sending -----------------------------------------------------------------
@@ -714,7 +722,7 @@ class Transfer:
             self._held[seq] = (frame.payload, eom)
             self._stats.out_of_order += 1
             self._nak_gap(seq)
-        if self._since_dack >= self._ack_every:
+        if self._since_dack >= self._ack_every or frame.flags & _POLL:
             self._dack_now = True
         elif not self._dack_now and self._ack_due is None:
             self._ack_due = self._now + self._ack_delay
