@@ -59,7 +59,9 @@ C. No pacing. A bare socat pair (serialhs.sim.socat.SocatPair) carries a file
    35 ms): raw pyserial (``serial.Serial`` on both ends, one writes 64 KiB
    chunks, the other reads until it has everything: the pipe's baseline,
    repeated until it has run for ``raw_least`` seconds), sz/rz, and SHS
-   agreeing 921600 (the rate is only a label on a socat pair). Every end is
+   agreeing 921600 (the rate is only a label on a socat pair), and SHS again
+   with ``SERIALHS_PURE_PYTHON=1`` in its ends' environment (the Python
+   receive path instead of the C extension: what that buys). Every end is
    a process of its own (the raw ends and SHS's spawned as in part A). Ratios: SHS /
    raw (goal at least 0.5) and SHS / ZMODEM (goal at least 1). XMODEM-1K is
    left out here: sx -> rx on a socat pair stalls on rx's input flushes and
@@ -602,7 +604,9 @@ def _shs_transfer(
     agreed = _get(result, "link", "agreed")
     settings = _get(result, "link", "settings")
     stats = _get(result, "stats")
+    frames = sys.modules.get("serialhs.negotiate.frames")
     return {
+        "c_receive_path": getattr(frames, "SPEEDUPS", None),
         "ok": bool(_get(result, "ok")),
         "reason": str(_get(result, "reason")),
         "elapsed": _get(result, "elapsed"),
@@ -659,6 +663,7 @@ def run_shs(
             "bytes_on_wire": sent["bytes_on_wire"],
             "receiver_bytes_on_wire": got["bytes_on_wire"],
             "bad_frames": got["bad_frames"],
+            "c_receive_path": {name: out[name][1].get("c_receive_path") for name in out},
             "cpu_s": {
                 name: [out[name][1].get("cpu_user_s"), out[name][1].get("cpu_system_s")]
                 for name in ("sender", "receiver")
@@ -793,7 +798,7 @@ def cell_summary(
         }
         if line:
             entry["of_line"] = _summary([_ratio(g, line) for g in goodputs])
-        if protocol == "shs":
+        if protocol.startswith("shs"):
             phase = [shs_data_goodput(o) for o in outcomes]
             entry["data_phase_goodput"] = _summary(phase)
             if line:
@@ -807,8 +812,10 @@ def cell_summary(
             continue
         pairs = list(zip(shs, runs.get(other, []), strict=False))
         ratios[f"shs_over_{other}"] = _summary([_ratio(s.goodput, o.goodput) for s, o in pairs])
+        # against the other's whole transfer; against SHS without C, data phase to data phase
+        of_other = shs_data_goodput if other == "shs-py" else (lambda o: o.goodput)
         ratios[f"shs_data_phase_over_{other}"] = _summary(
-            [_ratio(shs_data_goodput(s), o.goodput) for s, o in pairs]
+            [_ratio(shs_data_goodput(s), of_other(o)) for s, o in pairs]
         )
     out["ratios"] = ratios
     return out
@@ -1018,6 +1025,25 @@ def raw_pyserial(a: str, b: str, data: bytes, timeout: float, least: float) -> O
     return Outcome("raw", "ok", len(data), total / count, details={"transfers": count})
 
 
+#: set in the environment of a spawned SHS end: serialhs without its C extension
+PURE_PYTHON_ENV = "SERIALHS_PURE_PYTHON"
+
+
+@contextlib.contextmanager
+def pure_python() -> Iterator[None]:
+    """SHS ends spawned inside run serialhs's Python receive path (a spawned
+    process takes the environment as it is when it starts)."""
+    before = os.environ.get(PURE_PYTHON_ENV)
+    os.environ[PURE_PYTHON_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[PURE_PYTHON_ENV]
+        else:
+            os.environ[PURE_PYTHON_ENV] = before
+
+
 def unpaced_transfer(
     name: str,
     data: bytes,
@@ -1032,6 +1058,13 @@ def unpaced_transfer(
             return raw_pyserial(pair.a, pair.b, data, timeout, raw_least)
         if name == "shs":
             return run_shs(shs, pair.a, pair.b, UNPACED_RATE, data, timeout, lock_dir)
+        if name == "shs-py":
+            with pure_python():
+                outcome = run_shs(shs, pair.a, pair.b, UNPACED_RATE, data, timeout, lock_dir)
+            used = outcome.details.get("c_receive_path") or {}
+            if any(used.values()):
+                return Outcome("shs", "failed", len(data), None, f"the C path ran: {used}")
+            return outcome
         return run_lrzsz(tools[name], pair.a, pair.b, UNPACED_RATE, data, timeout)
 
 
@@ -1046,7 +1079,9 @@ def unpaced(
 ) -> dict[str, Any]:
     # sx -> rx on a socat pair stalls on rx's receive timeouts (25-40 s for 64 KiB
     # in trials): that measures lrzsz's timers, not the pipe, so XMODEM is left out.
+    # shs-py: the same SHS ends without the C extension (what it buys)
     names = ["raw", *(p for p in protocols if p != "xmodem-1k")]
+    names += ["shs-py"] if "shs" in protocols else []
     runs: dict[str, list[Outcome]] = {name: [] for name in names}
     bound = transfer_timeout(profile.unpaced_size, UNPACED_RATE, timeout)
     for index in range(profile.unpaced_rounds):
@@ -1086,6 +1121,7 @@ LABELS = {
     "zmodem": "ZMODEM (sz/rz)",
     "xmodem-1k": "XMODEM-1K (sx/rx)",
     "shs": "SHS, end to end",
+    "shs-py": "SHS without C, end to end",
     "raw": "raw pyserial",
 }
 
@@ -1115,9 +1151,10 @@ def cell_rows(cell: dict[str, Any], indent: str) -> list[str]:
         if line:
             text += f"  of line {_fmt(entry['of_line'], '.3f')}"
         rows.append(f"{text}  ({_counts(entry)})")
-        if protocol == "shs":
+        if protocol.startswith("shs"):
             phase = _fmt(entry["data_phase_goodput"], ".2f", KB)
-            text = f"{indent}{'SHS, data phase':<26}{phase:>30} kB/s"
+            what = "SHS, data phase" if protocol == "shs" else "SHS without C, data phase"
+            text = f"{indent}{what:<26}{phase:>30} kB/s"
             if line:
                 text += f"  of line {_fmt(entry['data_phase_of_line'], '.3f')}"
             rows.append(text)
