@@ -645,10 +645,11 @@ class Session:
 
     initiator_isn: int
     responder_isn: int
+    #: the session id (computed once: it is checked on every frame)
+    id: int = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def id(self) -> int:
-        return session_id(self.initiator_isn, self.responder_isn)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", session_id(self.initiator_isn, self.responder_isn))
 
     def isns(self, sender: Role) -> tuple[int, int]:
         """(the sender's ISN, the receiver's ISN)."""
