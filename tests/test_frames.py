@@ -63,6 +63,7 @@ from serialhs.negotiate.frames import (
     pack,
     session_id,
     unescape,
+    unescape_py,
     unpack,
 )
 from serialhs.negotiate.handshake import (
@@ -226,6 +227,39 @@ def test_any_frame_round_trips(frame):
     decoder = FrameDecoder()
     decoder.receive_data(wire)
     assert decoder.events() == [frame]
+
+
+@given(frames, st.data())
+@FAST
+def test_awaiting_never_asks_for_more_than_the_frame_in_progress_needs(frame, data):
+    """However a frame is cut, the decoder's ``awaiting`` is at most the bytes
+    still to come (an adapter waiting for them never waits past the frame); once
+    the header is in, it is the rest of the body by the header's length field
+    (escapes not counted), else 0."""
+    wire = encode(frame)
+    cut = data.draw(st.integers(1, len(wire) - 1))
+    decoder = FrameDecoder()
+    decoder.receive_data(wire[:cut])
+    awaiting = decoder.awaiting
+    assert 0 <= awaiting <= len(wire) - cut
+    partial = wire[1:cut]
+    head = partial[: 2 * HEADER_SIZE]
+    header_in = len(unescape_py(head[:-1] if head.endswith(b"\x7d") else head)) >= HEADER_SIZE
+    assert awaiting == (max(0, len(pack(frame)) + 1 - len(partial)) if header_in else 0)
+    decoder.receive_data(wire[cut:])
+    assert decoder.events() == [frame]
+    assert decoder.awaiting == 0
+
+
+def test_awaiting_is_zero_without_a_sensible_header():
+    decoder = FrameDecoder(max_payload=64)
+    decoder.receive_data(b"\x7e" + bytes(10))  # header not all here
+    assert decoder.awaiting == 0
+    decoder.receive_data(bytes(8) + b"\xff\xff")  # version 0, length 65535: no frame's
+    assert decoder.awaiting == 0
+    decoder = FrameDecoder()
+    decoder.receive_data(b"\x7e" + pack(Frame(FrameType.DATA, 1, 2, 3, bytes(100)))[:30])
+    assert decoder.awaiting == HEADER_SIZE + 100 + 4 + 1 - 30
 
 
 def test_frame_layout():

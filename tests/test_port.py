@@ -125,6 +125,31 @@ def test_read_timeout_raises_with_the_partial_data(ends):
     assert info.value.partial == b""
 
 
+def test_read_some_waits_in_the_kernel_for_min_size_bytes(ends):
+    """min_size: the reader is not woken for the first bytes of what it expects
+    (the tty's VMIN counts them); it gets them all at once, gets what there is
+    when the timeout passes first, and VMIN is back afterwards."""
+    a, b = ends
+    b.write(b"0123456789")
+    sender = threading.Timer(0.3, b.write, args=(b"abcdefghij",))
+    sender.start()
+    t0 = time.monotonic()
+    got = a.read_some(timeout=5, min_size=20)
+    sender.join()
+    assert got == b"0123456789abcdefghij"
+    assert 0.25 < time.monotonic() - t0 < 4
+    b.write(b"xyz")
+    t0 = time.monotonic()
+    assert a.read_some(timeout=0.3, min_size=100) == b"xyz"  # what there is, at the timeout
+    assert 0.25 < time.monotonic() - t0 < 4
+    with pytest.raises(ReadTimeout):
+        a.read_some(timeout=0.1, min_size=100)
+    b.write(b"!")
+    t0 = time.monotonic()
+    assert a.read_some(timeout=5) == b"!"  # VMIN is back: one byte wakes the reader
+    assert time.monotonic() - t0 < 2
+
+
 def test_read_until_is_bounded_and_loses_nothing(ends):
     a, b = ends
     b.write(b"x" * 100 + b"\n")

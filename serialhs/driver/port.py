@@ -85,6 +85,8 @@ LinesPolicy = Literal["strict", "tolerant"]
 DEFAULT_TIMEOUT = 1.0
 #: Largest chunk taken from the OS in one read.
 CHUNK = 65536
+#: The most bytes a tty's VMIN can count (it is one byte of termios' c_cc).
+MAX_VMIN = 255
 #: How long one blocking pyserial call may take on URL ports (loop://, rfc2217://).
 URL_POLL = 0.02
 #: Shortest write timeout given to URL handlers (usb://, rfc2217://, ...).
@@ -139,10 +141,14 @@ class _Reader:
         #: a system call per read or write
         self.try_first = self.fd is not None and not os.get_blocking(self.fd)
 
-    def read(self, deadline: float) -> bytes | None:
+    def read(self, deadline: float, min_size: int = 1) -> bytes | None:
         """Some bytes, or None when the deadline passed first. b"" never returns:
-        end-of-file raises a disconnect (as an OSError with EIO)."""
+        end-of-file raises a disconnect (as an OSError with EIO). ``min_size``: a
+        non-blocking tty is not looked at again until that many bytes (at most
+        255) have arrived or the deadline has passed (see :meth:`_wait_for`)."""
         if self.fd is not None:
+            if min_size > 1 and self.try_first:
+                return self._wait_for(min(min_size, MAX_VMIN), deadline)
             if self.try_first:
                 # VMIN=0 VTIME=0: nothing to read is b"" (or EAGAIN), not end-of-file;
                 # only a read that select() found ready can tell end-of-file.
@@ -169,6 +175,39 @@ class _Reader:
                 return bytes(data)
             if time.monotonic() >= deadline:
                 return None
+
+    def _wait_for(self, count: int, deadline: float) -> bytes | None:
+        """Whatever has arrived once ``count`` bytes have, or the deadline has passed
+        (None if nothing has). The tty's VMIN makes select() wait in the kernel
+        until ``count`` bytes are there (Linux n_tty counts VMIN for readiness when
+        VTIME is 0), so bytes that trickle in at the line's rate wake the reader
+        once, not once per driver delivery; VMIN goes back to what it was after."""
+        assert self.fd is not None
+        fd = self.fd
+        try:
+            if self.in_waiting() >= count:
+                return self.read(deadline)
+            attrs = termios.tcgetattr(fd)
+        except (OSError, termios.error):
+            return self.read(deadline)  # not a tty that can count: the plain read says why
+        before = attrs[6][termios.VMIN]
+        attrs[6][termios.VMIN] = count
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            try:
+                ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            finally:
+                attrs[6][termios.VMIN] = before
+                termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        except termios.error as e:  # the device went away under us
+            raise OSError(errno.EIO, f"cannot set the read threshold: {e}") from e
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return None
+        if not data and ready:
+            raise OSError(errno.EIO, "end of file: the other side closed")
+        return data or None
 
     def write(self, data: memoryview, deadline: float) -> int:
         """Write as much as possible before the deadline; return the count written."""
@@ -512,12 +551,12 @@ class Port:
     def _timeout(self, timeout: float | None) -> float:
         return _check_timeout(self.timeout if timeout is None else timeout)
 
-    def _read_io(self, deadline: float, operation: str) -> bytes | None:
+    def _read_io(self, deadline: float, operation: str, min_size: int = 1) -> bytes | None:
         """Bytes from the OS (traced and recorded), or None if the deadline passed first."""
         self._require_open(operation)
         assert self._io is not None
         try:
-            data = self._io.read(deadline)
+            data = self._io.read(deadline, min_size)
         except (serial.SerialException, OSError) as e:
             partial = self._take(len(self._rx))
             raise map_error(e, port=self.url, operation=operation, partial=partial) from e
@@ -534,11 +573,11 @@ class Port:
         self._rx += data
         return True
 
-    def _read_direct(self, deadline: float, max_size: int) -> bytes | None:
+    def _read_direct(self, deadline: float, max_size: int, min_size: int = 1) -> bytes | None:
         """With nothing buffered: bytes from the OS, handed over without passing
         through the buffer when they fit in ``max_size`` (a stream's common case);
         None if the deadline passed first."""
-        data = self._read_io(deadline, "read from")
+        data = self._read_io(deadline, "read from", min_size)
         if data is None or len(data) <= max_size:
             return data
         self._rx += data
@@ -603,14 +642,21 @@ class Port:
                         partial=self._take(len(self._rx)),
                     )
 
-    def read_some(self, max_size: int = CHUNK, *, timeout: float | None = None) -> bytes:
-        """At least one byte (at most ``max_size``), or ReadTimeout."""
+    def read_some(
+        self, max_size: int = CHUNK, *, timeout: float | None = None, min_size: int = 1
+    ) -> bytes:
+        """At least one byte (at most ``max_size``), or ReadTimeout.
+
+        ``min_size``: the caller expects that many bytes before it can use them
+        (the rest of a frame): a tty device port then waits until they have
+        arrived (up to 255 counted) or the timeout has passed, and returns what
+        there is. Other ports, and bytes already buffered, return at once."""
         limit = self._timeout(timeout)
         deadline = time.monotonic() + limit
         with self._rx_lock:
             if self._rx:
                 return self._take(max_size)
-            data = self._read_direct(deadline, max_size)
+            data = self._read_direct(deadline, max_size, min_size)
             if data is None:
                 raise ReadTimeout(f"nothing within {limit} s", port=self.url, timeout=limit)
             return data

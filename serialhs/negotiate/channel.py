@@ -153,6 +153,13 @@ class Channel:
         return self._transfer.idle
 
     @property
+    def awaiting(self) -> int:
+        """At least how many more bytes the frame arriving now needs (0: none is
+        arriving, or its header is not here yet): an adapter need not look at the
+        port again before they are there (:attr:`FrameDecoder.awaiting`)."""
+        return self._hs.decoder.awaiting
+
+    @property
     def has_events(self) -> bool:
         """Are events waiting for :meth:`events` (an adapter then should not block)?"""
         return bool(self._events)

@@ -224,7 +224,10 @@ class _Pump:
         if timer is not None:
             wait = max(0.0, min(wait, timer - time.monotonic()))
         try:
-            received = port.read_some(timeout=wait) if wait > 0 else port.read_available()
+            if wait > 0:  # nothing to do but receive: not before the frame arriving can be whole
+                received = port.read_some(timeout=wait, min_size=ch.awaiting)
+            else:
+                received = port.read_available()
         except ReadTimeout:
             received = b""
         if received and len(received) >= STREAM_READ:

@@ -40,17 +40,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 from serialhs.errors import ConfigError, FrameError, LocalProtocolError
 
-
-def _load_c_unescape() -> Callable[[bytes], bytes] | None:
-    try:
-        from serialhs.negotiate._hdlc import unescape  # noqa: PLC0415
-    except ImportError:  # installed without a C compiler: the Python reference serves
-        return None
-    return unescape
-
-
-_c_unescape = _load_c_unescape()
-
 __all__ = [
     "CRC_SIZE",
     "ESC",
@@ -291,7 +280,7 @@ def escaped_size(data: bytes) -> int:
 def unescape_py(data: bytes) -> bytes:
     """Undo :func:`escape` on the bytes between two flags, in Python: the
     reference for :func:`unescape`. Raises :class:`FrameError` (reason "escape"
-    or "aborted") for an escape byte not followed by a byte it escapes."""
+    or "aborted") for an escape byte before another one or at the end."""
     if b"\x7d" not in data:
         return data
     parts = data.split(b"\x7d")
@@ -313,6 +302,17 @@ def unescape_py(data: bytes) -> bytes:
     )
 
 
+def _load_c_unescape() -> Callable[[bytes], bytes] | None:
+    try:
+        from serialhs.negotiate._hdlc import unescape  # noqa: PLC0415
+    except ImportError:  # installed without a C compiler: the Python reference serves
+        return None
+    return unescape
+
+
+_c_unescape = _load_c_unescape()
+
+
 def _unescape_c(data: bytes) -> bytes:
     assert _c_unescape is not None, "serialhs.negotiate._hdlc was not built"
     try:
@@ -330,8 +330,8 @@ def _pick_unescape() -> Callable[[bytes], bytes]:
 
 
 #: Undo :func:`escape` on the bytes between two flags. Raises :class:`FrameError`
-#: (reason "escape" or "aborted") for an escape byte not followed by a byte it
-#: escapes. The C version when it is built (:data:`SPEEDUPS`), else :func:`unescape_py`.
+#: (reason "escape" or "aborted") for an escape byte before another one or at the
+#: end. The C version when it is built (:data:`SPEEDUPS`), else :func:`unescape_py`.
 unescape = _pick_unescape()
 SPEEDUPS = unescape is _unescape_c  #: is the C receive path in use?
 
@@ -516,6 +516,30 @@ class FrameDecoder:
     def buffered(self) -> bytes:
         """Bytes of a frame not yet complete."""
         return bytes(self._partial)
+
+    @property
+    def awaiting(self) -> int:
+        """How many more bytes, at least, the frame in progress needs (its closing
+        flag included), by the length in its header; 0 when no frame is in
+        progress, its header has not all arrived or is no frame's. Escapes only
+        lengthen a frame, so a good frame never needs fewer: an adapter may wait
+        for this many bytes before it looks again."""
+        partial = self._partial
+        if not self._synced or self._overflow or len(partial) < HEADER_SIZE:
+            return 0
+        head = bytes(partial[: 2 * HEADER_SIZE])  # the header, however it was escaped
+        if head.endswith(b"\x7d"):
+            head = head[:-1]  # half an escape: its byte is still to come
+        try:
+            header = unescape_py(head)
+        except FrameError:
+            return 0
+        if len(header) < HEADER_SIZE or header[0] != VERSION:
+            return 0
+        length = int.from_bytes(header[HEADER_SIZE - 2 : HEADER_SIZE], "big")
+        if length > self.max_payload:
+            return 0
+        return max(0, HEADER_SIZE + length + CRC_SIZE + 1 - len(partial))
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from the line, in any split. Never raises for their content."""
