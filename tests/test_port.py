@@ -150,6 +150,20 @@ def test_read_some_waits_in_the_kernel_for_min_size_bytes(ends):
     assert time.monotonic() - t0 < 2
 
 
+def test_a_reconfigure_during_a_min_size_read_is_kept(ends):
+    """The read puts back only VMIN: a rate changed meanwhile by another thread
+    stays changed."""
+    a, _ = ends
+    changer = threading.Timer(0.1, a.reconfigure, kwargs={"baudrate": 57600})
+    changer.start()
+    with pytest.raises(ReadTimeout):
+        a.read_some(timeout=0.4, min_size=100)
+    changer.join()
+    attrs = termios.tcgetattr(a.fileno())
+    assert attrs[5] == termios.B57600
+    assert attrs[6][termios.VMIN] == 0
+
+
 def test_read_until_is_bounded_and_loses_nothing(ends):
     a, b = ends
     b.write(b"x" * 100 + b"\n")

@@ -197,6 +197,8 @@ class _Reader:
             try:
                 ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
             finally:
+                # read again: settings changed meanwhile (reconfigure) stay as they are
+                attrs = termios.tcgetattr(fd)
                 attrs[6][termios.VMIN] = before
                 termios.tcsetattr(fd, termios.TCSANOW, attrs)
         except termios.error as e:  # the device went away under us
