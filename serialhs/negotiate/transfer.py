@@ -371,6 +371,10 @@ class Transfer:
             self._resend.popleft()
         return bool(self._resend)
 
+    def _held_back(self) -> bool:
+        """Is DATA waiting that only the model's full queue keeps back?"""
+        return self._has_data() and self._room() <= 0
+
     def _room(self) -> float:
         """Bytes the model's UART queue takes now."""
         # two full frames' time at c ahead of the UART, in bytes at the line's pace
@@ -392,7 +396,7 @@ class Transfer:
         times = [t for t in (self._ack_due, self._update_due) if t is not None]
         if self._flight:
             times += [f.due for f in self._flight.values() if f.due is not None]
-        if self._has_data() and self._room() <= 0:  # when the queue has room again
+        if self._held_back():  # when the queue has room again
             times.append(self._line_free - (self._queue - 1) * self._c)
         return min(times) if times else None
 
@@ -508,7 +512,7 @@ class Transfer:
             frame, size = self._data(seq, f, retry=False)
             out.append(frame)
             room -= size
-        if out and out[-1].kind is FrameType.DATA and self._room() <= 0 and self._has_data():
+        if out and out[-1].kind is FrameType.DATA and self._held_back():
             # The line model holds back what is queued: ask for the acknowledgement
             # that moves it on now, not after the peer's delay (§17.4).
             last = out[-1]
