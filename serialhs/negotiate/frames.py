@@ -534,12 +534,12 @@ class FrameDecoder:
             header = unescape_py(head)
         except FrameError:
             return 0
-        if len(header) < HEADER_SIZE or header[0] != VERSION:
+        if len(header) < HEADER_SIZE:
             return 0
-        length = int.from_bytes(header[HEADER_SIZE - 2 : HEADER_SIZE], "big")
-        if length > self.max_payload:
+        version, *_, length = HEADER.unpack_from(header)
+        if version != VERSION or length > self.max_payload:
             return 0
-        return max(0, HEADER_SIZE + length + CRC_SIZE + 1 - len(partial))
+        return max(0, HEADER_SIZE + int(length) + CRC_SIZE + 1 - len(partial))
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from the line, in any split. Never raises for their content."""
