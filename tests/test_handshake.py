@@ -119,11 +119,12 @@ def test_the_documented_timer_values():
     assert [round(t.rto(a, fast), 3) for a in range(5)] == [0.169, 0.339, 0.678, 1.356, 2.0]
     assert round(t.budget(t.syn_tries, SAFE), 2) == 10.80
     assert round(t.budget(t.switch_tries, SAFE), 2) == 14.80
-    assert round(t.probe_wait(fast, SAFE), 2) == 2.70
+    assert round(t.probe_wait(fast, SAFE), 2) == 2.66
+    assert (round(t.settle(SAFE), 3), t.settle(fast)) == (0.017, 0.01)  # 16 chars, then the floor
     assert round(t.train_wait(SAFE), 1) == 43.2
     assert t.dead == 8.0
     doc = DOC.read_text()
-    for text in ("10.80", "14.80", "2.70", "43.2", "0.933, 1.867"):
+    for text in ("10.80", "14.80", "2.66", "43.2", "0.933, 1.867", "| 0.017 | 0.010 |"):
         assert text in doc
 
 

@@ -563,7 +563,7 @@ class Timers:
     fin_tries: int = 3
     guard_min: float = 0.01
     guard_chars: int = 2
-    settle_min: float = 0.05
+    settle_min: float = 0.01
     settle_chars: int = 16
     apply_timeout: float = 5.0
     listen: float | None = None
