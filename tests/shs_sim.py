@@ -51,7 +51,9 @@ class Link:
     length. ``faults`` drops, duplicates, corrupts, truncates, pads and reorders
     pieces (seeded); ``drop_if(end, piece, now)`` drops chosen pieces. On
     SwitchSettings the end drains its transmitter, applies the settings after
-    ``apply_delay`` and tells its core.
+    ``apply_delay`` and tells its core. ``paced=False`` is a line that ignores its
+    rate (a pty, a USB device, a network link): bytes take no airtime, only the
+    latency, and arrive intact whatever the two ends' settings.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Link:
         seed: int = 0,
         latency: float = 0.002,
         apply_delay: float = 0.005,
+        paced: bool = True,
     ) -> None:
         self.cores = {"a": a} if b is None else {"a": a, "b": b}
         self.port = {end: core.settings for end, core in self.cores.items()}
@@ -81,6 +84,7 @@ class Link:
         self.rng = random.Random(seed)
         self.latency = latency
         self.apply_delay = apply_delay
+        self.paced = paced
         self.now = 0.0
 
     def of(self, end: str, kind: type) -> list:
@@ -100,7 +104,7 @@ class Link:
         to = "b" if end == "a" else "a"
         sender = self.port[end]
         start = max(self.now, self.free[end])
-        self.free[end] = start + len(data) * sender.char_time
+        self.free[end] = start + (len(data) * sender.char_time if self.paced else 0.0)
         at = self.free[end] + self.latency
         pieces = []
         for i, piece in enumerate(data.split(b"\x7e")):
@@ -149,7 +153,7 @@ class Link:
 
     def _deliver(self, end: str, data: bytes, sender: SerialSettings | None) -> None:
         if sender is not None and (
-            _line(sender) != _line(self.port[end])
+            (self.paced and _line(sender) != _line(self.port[end]))
             or (self.garble_above is not None and sender.baudrate > self.garble_above)
             or (self.garble_longer is not None and len(data) > self.garble_longer)
         ):

@@ -24,7 +24,7 @@ from serialhs.negotiate.capabilities import (
     ladder,
     select,
 )
-from serialhs.negotiate.frames import Frame, FrameDecoder, FrameType, RstCode, encode
+from serialhs.negotiate.frames import Flags, Frame, FrameDecoder, FrameType, RstCode, encode
 from serialhs.negotiate.handshake import (
     Agreed,
     Closed,
@@ -167,6 +167,78 @@ def test_two_ends_agree_on_the_best_common_settings():
         FrameType.PROBE_ACK,
     ]
     assert link.now < 1.0  # a clean line needs no retransmission
+
+
+def _switch_timing(link: Link) -> tuple[list[Frame], float, float]:
+    """The initiator's frames, when its first PROBE went after the SWITCH-ACK
+    arrived, and when the responder switched after queueing that SWITCH-ACK."""
+    sent = frames_sent(link, "a")
+    (ack_at,) = [t for t, e in link.events["a"] if isinstance(e, SwitchSettings)]
+    (b_at,) = [t for t, e in link.events["b"] if isinstance(e, SwitchSettings)]
+    return sent, ack_at, b_at
+
+
+def test_a_line_faster_than_its_rate_switches_without_airtime_waits():
+    # A pty or a USB device: the SYN's round trip beats the airtime of its two
+    # frames at 9600, so the initiator marks its SWITCH FAST and both ends switch a
+    # guard time after the SWITCH-ACK, not its airtime at 9600 later (§9.2).
+    a, b = pair()
+    link = Link(a, b, paced=False).run(60, settled)
+    assert agreed_alike(link)
+    sent, a_switch, b_switch = _switch_timing(link)
+    (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
+    assert switch.flags & Flags.FAST
+    assert [f.type for f in sent].count(FrameType.PROBE) == 1  # not sent too early
+    t = Timers()
+    assert b_switch == pytest.approx(a_switch, abs=0.005)  # within the link's latency
+    ack_airtime = 32 * SAFE.char_time  # a SWITCH-ACK is 32 bytes on the wire
+    assert link.now < a_switch + t.settle(SerialSettings(230400)) + ack_airtime
+
+
+def test_a_paced_line_switches_after_the_switch_acks_airtime():
+    a, b = pair()
+    link = Link(a, b).run(60, settled)
+    sent, a_switch, b_switch = _switch_timing(link)
+    (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
+    assert not switch.flags & Flags.FAST
+    assert [f.type for f in sent].count(FrameType.PROBE) == 1
+    # the responder waits the airtime of its SWITCH-ACK, so it switches about when
+    # the initiator has received it
+    assert b_switch == pytest.approx(a_switch, abs=0.005)
+
+
+def test_a_fast_line_without_a_clean_measure_still_probes_after_the_responder_switched():
+    # The SYN went twice (the responder came late): its answer may be to either, so
+    # no FAST. The responder then waits its SWITCH-ACK's airtime, and the initiator
+    # waits that airtime too before probing: one PROBE, no retransmission.
+    a = Handshake("initiator", HOST, now=0.0, rng=isns(1))
+    link = Link(a, None, paced=False)
+    link.run(1.5)  # the first SYN goes nowhere, the second at its timeout
+    b = Handshake("responder", DEVICE, now=link.now, rng=isns(2))
+    link.cores["b"] = b
+    link.port["b"] = b.settings
+    link.free["b"] = link.now
+    link.events["b"] = []
+    link.sent["b"] = bytearray()
+    link.run(60, settled)
+    assert agreed_alike(link)
+    sent = frames_sent(link, "a")
+    assert [f.type for f in sent].count(FrameType.SYN) >= 2
+    (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
+    assert not switch.flags & Flags.FAST
+    assert [f.type for f in sent].count(FrameType.PROBE) == 1
+
+
+def test_a_fast_switch_makes_the_responder_switch_a_guard_after_queueing_its_ack(monkeypatch):
+    # FAST is the initiator's word for the responder: forced here on a paced line,
+    # the responder switches a guard time after queueing its SWITCH-ACK, before the
+    # initiator has even received it (which is why the initiator must measure).
+    monkeypatch.setattr(Handshake, "_beats_airtime", lambda self, frame: True)
+    a, b = pair()
+    link = Link(a, b).run(60, lambda lk: bool(lk.of("a", SwitchSettings)))
+    _, a_switch, b_switch = _switch_timing(link)
+    ack_airtime = 32 * SAFE.char_time
+    assert b_switch == pytest.approx(a_switch - ack_airtime, abs=0.005)
 
 
 def test_the_isn_comes_from_the_secure_source_by_default(monkeypatch):
@@ -628,6 +700,7 @@ probabilities = st.sampled_from([0.0, 0.0, 0.02, 0.1, 0.3, 0.6, 1.0])
     garble_above=st.sampled_from([None, None, 19200, 57600]),
     rates_a=st.sets(st.sampled_from([9600, 19200, 38400, 57600, 115200, 230400]), max_size=4),
     rates_b=st.sets(st.sampled_from([9600, 19200, 38400, 57600, 115200, 230400]), max_size=4),
+    paced=st.booleans(),
 )
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_any_fault_pattern_ends_in_agreement_or_a_clean_failure_at_both_ends(
@@ -644,6 +717,7 @@ def test_any_fault_pattern_ends_in_agreement_or_a_clean_failure_at_both_ends(
     garble_above,
     rates_a,
     rates_b,
+    paced,
 ):
     roles = ("initiator", "initiator") if simultaneous else ("initiator", "responder")
     timers = Timers(listen=120.0)
@@ -658,7 +732,7 @@ def test_any_fault_pattern_ends_in_agreement_or_a_clean_failure_at_both_ends(
         timers=timers,
     )
     faults = Faults(drop, duplicate, corrupt, reorder, truncate, garbage, start, start + duration)
-    link = Link(a, b, faults=faults, seed=seed, garble_above=garble_above)
+    link = Link(a, b, faults=faults, seed=seed, garble_above=garble_above, paced=paced)
     quiet = min(faults.until, 200.0)
     # Run until both ends are finished, or both established and past the time in
     # which an end that agreed alone would have noticed (faults over + peer lost).

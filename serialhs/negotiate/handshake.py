@@ -539,7 +539,9 @@ class Timers:
       after its first sending
     - guard before a settings change: ``max(guard_min, guard_chars * c_old)``
       (the responder adds the airtime of its SWITCH-ACK)
-    - settle after a change: ``max(settle_min, settle_chars * c_new)``
+    - settle after a change: ``max(settle_min, settle_chars * c_new)``; the
+      initiator's first PROBE also waits the SWITCH-ACK's airtime at ``c_old``
+      unless its SWITCH had FAST (§9.2)
     - a responder's wait for a PROBE:
       ``settle(S) + budget(probe_tries, S) + guard(safe) + rto_base``
     - a responder's wait for a SWITCH:
@@ -831,6 +833,11 @@ class Handshake:
         self._step = -1
         self._round = 0
         self._good = 0
+        #: the only SYN sent for this ISN so far: (when, its bytes on the wire); None
+        #: once it is retransmitted (an answer could then be to either: no measure)
+        self._syn_once: tuple[float, int] | None = None
+        self._fast = False  #: the SYN round trip beat its airtime (§9.2): FAST switches
+        self._ack_airtime = 0.0  #: of the last SWITCH-ACK taken, at the settings then
         # responder's training: the last SWITCH taken, and the PROBE round answered
         self._r_step = -1
         self._r_attempt = -1
@@ -842,7 +849,7 @@ class Handshake:
         self._fire(Trigger.OPEN)
         if role == "initiator":
             self._isn = self._new_isn()
-            self._send(syn_frame(self._isn, capabilities))
+            self._send_first_syn()
             self._arm(1)
         elif timers.listen is not None:
             self._timer = self._now + timers.listen
@@ -967,7 +974,10 @@ class Handshake:
         self._decoder.reset()
         t, state = self._timers, self._state
         if state is State.SETTLE:
-            self._timer = self._now + t.settle(self._settings)
+            # without FAST the responder switches the SWITCH-ACK's airtime after
+            # queueing it, which on a line faster than its rate is after it arrived
+            late = 0.0 if self._fast else self._ack_airtime
+            self._timer = self._now + t.settle(self._settings) + late
         elif state is State.PROBE_WAIT:
             self._timer = self._now + t.probe_wait(self._settings, self._safe)
         elif state is State.REVERT_SETTLE:
@@ -1184,14 +1194,27 @@ class Handshake:
                 f"a timer fired in state {state.name}", state=state.name, event="timer"
             )
 
+    def _send_first_syn(self) -> None:
+        size = self._send(syn_frame(self._isn, self._caps))
+        self._syn_once = (self._now, size)
+
     def _resend_syn(self) -> None:
+        self._syn_once = None
         self._send(syn_frame(self._isn, self._caps, int(Flags.RETRY)))
 
     def _resend_syn_ack(self) -> None:
         self._send_syn_ack(self._candidates[-1], retry=True)
 
     def _resend_switch(self) -> None:
-        self._send_control(FrameType.SWITCH, self._switch_frame_payload(), retry=True)
+        self._send_switch(retry=True)
+
+    def _send_switch(self, *, retry: bool = False) -> None:
+        assert self._session is not None
+        flags = (Flags.RETRY if retry else 0) | (Flags.FAST if self._fast else 0)
+        frame = self._session.frame(
+            self._role, FrameType.SWITCH, self._switch_frame_payload(), int(flags)
+        )
+        self._send(frame)
 
     def _resend_probe(self) -> None:
         self._send_control(FrameType.PROBE, probe_payload(self._step, self._round), retry=True)
@@ -1272,7 +1295,7 @@ class Handshake:
     def _start_step(self, step: int) -> None:
         self._step = step
         self._tries = 1
-        self._send_control(FrameType.SWITCH, self._switch_frame_payload())
+        self._send_switch()
         self._arm(1)
 
     # -- internals: what arrives ---------------------------------------------------------------
@@ -1412,7 +1435,7 @@ class Handshake:
         if frame.seq == self._isn:
             self._fire(Trigger.RX_SYN_EQUAL)
             self._isn = self._new_isn()
-            self._send(syn_frame(self._isn, self._caps))
+            self._send_first_syn()
             self._arm(max(self._tries, 1))
             return
         result = self._evaluate_syn(frame)
@@ -1509,12 +1532,24 @@ class Handshake:
             )
             return
         self._fire(Trigger.RX_SYN_ACK)
+        self._fast = self._beats_airtime(frame)
         self._peer_caps = peer
         self._choice = choice
         self._ladder = ladder(self._caps, peer, self._safe, choice)
         self._identified()
         self._send_control(FrameType.ACK)
         self._start_step(0)
+
+    def _beats_airtime(self, syn_ack: Frame) -> bool:
+        """Did the SYN and this SYN-ACK make their round trip in less time than
+        their bytes take on a line at the safe settings (§9.2)? Then this line
+        delivers faster than its rate (a pty, a USB device that ignores the rate, a
+        network link), and no airtime needs waiting for at a switch."""
+        if self._syn_once is None:
+            return False
+        sent, size = self._syn_once
+        airtime = (size + len(encode(syn_ack))) * self._settings.char_time
+        return self._now - sent < airtime
 
     def _refuse_syn_ack(self, code: RstCode, text: str) -> None:
         self._fire(Trigger.RX_SYN_ACK_BAD)
@@ -1564,8 +1599,9 @@ class Handshake:
         self._r_step, self._r_attempt, self._r_settings = step, attempt, settings
         assert self._session is not None
         size = self._send(self._session.frame(self._role, FrameType.SWITCH_ACK, frame.payload))
-        # switch once the SWITCH-ACK has left the line, and a guard time later
-        airtime = size * self._settings.char_time
+        # switch once the SWITCH-ACK has left the line, and a guard time later; on a
+        # line the initiator found FAST it has left when it is drained
+        airtime = 0.0 if frame.flags & Flags.FAST else size * self._settings.char_time
         self._timer = self._now + airtime + self._timers.guard(self._settings)
 
     def _rx_switch_ack(self, frame: Frame) -> None:
@@ -1581,6 +1617,7 @@ class Handshake:
             self._ignore(frame, f"a SWITCH-ACK for step {step}, not {self._step}")
             return
         self._fire(Trigger.RX_SWITCH_ACK)
+        self._ack_airtime = len(encode(frame)) * self._settings.char_time
         self._timer = self._now + self._timers.guard(self._settings)
 
     def _rx_probe(self, frame: Frame) -> None:
