@@ -258,6 +258,25 @@ def test_file_messages_round_trip_and_bad_ones_are_named():
             decode(bad)
 
 
+def test_the_senders_digest_is_the_files_first_size_bytes_even_after_it_is_closed(tmp_path):
+    data = random.Random(5).randbytes(3 * (1 << 20) + 17)  # more than one hashing block
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    with path.open("rb") as f:
+        digest = filetransfer._FileDigest(f, len(data) - 17)
+    # its own descriptor: closing the file (an attempt that ended early) is fine
+    assert digest.result() == hashlib.sha256(data[:-17]).digest()
+
+
+def test_a_file_that_shrank_before_its_digest_is_a_clear_error(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 1000)
+    with path.open("rb") as f:
+        digest = filetransfer._FileDigest(f, 4000)
+        with pytest.raises(OSError, match="ended at 1000 of its 4000 bytes"):
+            digest.result()
+
+
 def test_a_chunk_fills_whole_frames_and_messages_are_bounded():
     for frame in (512, 1024, 4096, 8192):
         size = chunk_size(frame)

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -508,6 +509,44 @@ def _sha256_of(f: BinaryIO, upto: int | None = None) -> hashlib._Hash:
     return digest
 
 
+class _FileDigest:
+    """The SHA-256 of a file's first ``size`` bytes, worked out in a thread on a
+    descriptor of its own while the link is negotiated (hashlib lets go of the GIL
+    for large blocks, and a handshake mostly waits)."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._fd = os.dup(f.fileno())  # the file may be closed before the thread ends
+        self._size = size
+        self._value: bytes | None = None
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="serialhs-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            digest = hashlib.sha256()
+            offset = 0
+            while offset < self._size:
+                block = os.pread(self._fd, min(_HASH_BLOCK, self._size - offset), offset)
+                if not block:
+                    raise OSError(f"the file ended at {offset} of its {self._size} bytes")
+                digest.update(block)
+                offset += len(block)
+            self._value = digest.digest()
+        except OSError as e:
+            self._error = e
+        finally:
+            os.close(self._fd)
+
+    def result(self) -> bytes:
+        """The digest (waits for it); the OSError that stopped it, if one did."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
 def _messages(
     events: list[ChannelEvent], reader: MessageReader
 ) -> tuple[list[FileMessage], Failed | Reset | Closed | None]:
@@ -579,13 +618,14 @@ def send_file(
             sending.over(link)
 
         reason = job.run(attempt)
+        digest = sending.digest
     if not reason and sending.outcome is not None:
         last = sending.outcome
         if isinstance(last, Refuse):
             reason = f"the receiver refused the file: {last.reason}"
         elif not last.ok:
             reason = f"the receiver reports {last.describe()}"
-    return job.result(reason, path=str(source), size=sending.size, sha256=sending.digest.hex())
+    return job.result(reason, path=str(source), size=sending.size, sha256=digest.hex())
 
 
 class _Sending:
@@ -596,8 +636,12 @@ class _Sending:
         self.file = f
         self.name = name
         self.size = os.fstat(f.fileno()).st_size
-        self.digest = _sha256_of(f).digest()
+        self._digest = _FileDigest(f, self.size)  # while the link is negotiated
         self.outcome: Result | Refuse | None = None
+
+    @property
+    def digest(self) -> bytes:
+        return self._digest.result()
 
     def over(self, link: LinkResult) -> None:
         """One attempt on an established link."""
