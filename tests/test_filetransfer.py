@@ -43,6 +43,7 @@ from serialhs.negotiate.filetransfer import (
     receive_file,
     send_file,
 )
+from serialhs.sim.socat import SocatPair
 from serialhs.sim.wire import Wire
 
 SAFE = SerialSettings(9600)
@@ -106,6 +107,44 @@ def test_a_file_moves_whole_and_checked(tmp_path):
     assert all(a.done <= b.done for a, b in itertools.pairwise(seen))
     # on a clean wire nothing was sent twice (speed: benchmarks/transfer_bench.py)
     assert sent.stats.resent == 0 and got.stats.duplicates == 0
+
+
+@pytest.mark.parametrize("line", ["paced wire", "socat pair"])
+def test_the_receiving_pump_waits_for_whole_frames_only_where_bytes_trickle(
+    tmp_path, monkeypatch, line
+):
+    # On the paced wire bytes come one character time apart, and the pump lets the
+    # tty count the rest of a frame (VMIN); a socat pair delivers in bursts faster
+    # than its rate (the handshake finds it FAST), and a threshold would only cost.
+    source = make_file(tmp_path / "data.bin", 100_000)
+    asked: list[int] = []
+    read_some = Port.read_some
+
+    def recording(self: Port, *args: Any, min_size: int = 1, **kw: Any) -> bytes:
+        asked.append(min_size)
+        return read_some(self, *args, min_size=min_size, **kw)
+
+    monkeypatch.setattr(Port, "read_some", recording)
+    pair = Wire(settings=SAFE) if line == "paced wire" else SocatPair()
+    with pair:
+        ends = (pair.a.pty, pair.b.pty) if line == "paced wire" else (pair.a, pair.b)
+        results: dict[str, FileResult] = {}
+
+        def receive() -> None:
+            with Port(ends[1], SAFE) as port:
+                results["recv"] = receive_file(port, tmp_path / "out.bin", timeout=60)
+
+        receiver = threading.Thread(target=receive)
+        receiver.start()
+        with Port(ends[0], SAFE) as port:
+            sent = send_file(port, source, timeout=60)
+        receiver.join(90)
+    assert sent.ok and results["recv"].ok
+    assert sent.link is not None and sent.link.handshake.fast is (line == "socat pair")
+    if line == "paced wire":
+        assert max(asked) > 1
+    else:
+        assert set(asked) == {1}
 
 
 def test_an_empty_file(tmp_path):

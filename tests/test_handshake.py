@@ -188,6 +188,7 @@ def test_a_line_faster_than_its_rate_switches_without_airtime_waits():
     sent, a_switch, b_switch = _switch_timing(link)
     (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
     assert switch.flags & Flags.FAST
+    assert a.fast and b.fast  # the responder learns it from the SWITCH
     assert [f.type for f in sent].count(FrameType.PROBE) == 1  # not sent too early
     t = Timers()
     assert b_switch == pytest.approx(a_switch, abs=0.005)  # within the link's latency
@@ -201,6 +202,7 @@ def test_a_paced_line_switches_after_the_switch_acks_airtime():
     sent, a_switch, b_switch = _switch_timing(link)
     (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
     assert not switch.flags & Flags.FAST
+    assert not a.fast and not b.fast
     assert [f.type for f in sent].count(FrameType.PROBE) == 1
     # the responder waits the airtime of its SWITCH-ACK, so it switches about when
     # the initiator has received it

@@ -160,6 +160,12 @@ class Channel:
         return self._hs.decoder.awaiting
 
     @property
+    def fast(self) -> bool:
+        """Does the line deliver faster than its rate (:attr:`Handshake.fast`)? Its
+        bytes then come in bursts, not one character time apart."""
+        return self._hs.fast
+
+    @property
     def has_events(self) -> bool:
         """Are events waiting for :meth:`events` (an adapter then should not block)?"""
         return bool(self._events)

@@ -226,7 +226,8 @@ class _Pump:
             wait = max(0.0, min(wait, timer - time.monotonic()))
         try:
             if wait > 0:  # nothing to do but receive: not before the frame arriving can be whole
-                received = port.read_some(timeout=wait, min_size=ch.awaiting)
+                # (a line faster than its rate delivers in bursts: no threshold to set)
+                received = port.read_some(timeout=wait, min_size=1 if ch.fast else ch.awaiting)
             else:
                 received = port.read_available()
         except ReadTimeout:

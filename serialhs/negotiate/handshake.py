@@ -910,6 +910,12 @@ class Handshake:
         return self._agreed
 
     @property
+    def fast(self) -> bool:
+        """Does this line deliver faster than its rate (§9.2)? The initiator's
+        measure, which the responder learns from the SWITCH's FAST flag."""
+        return self._fast
+
+    @property
     def finished(self) -> bool:
         """In a terminal state (CLOSED, FAILED, UNIDENTIFIED)."""
         return self._state in TERMINAL_STATES
@@ -1597,11 +1603,12 @@ class Handshake:
                 )
             )
         self._r_step, self._r_attempt, self._r_settings = step, attempt, settings
+        self._fast = bool(frame.flags & Flags.FAST)
         assert self._session is not None
         size = self._send(self._session.frame(self._role, FrameType.SWITCH_ACK, frame.payload))
         # switch once the SWITCH-ACK has left the line, and a guard time later; on a
         # line the initiator found FAST it has left when it is drained
-        airtime = 0.0 if frame.flags & Flags.FAST else size * self._settings.char_time
+        airtime = 0.0 if self._fast else size * self._settings.char_time
         self._timer = self._now + airtime + self._timers.guard(self._settings)
 
     def _rx_switch_ack(self, frame: Frame) -> None:
