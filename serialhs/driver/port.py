@@ -219,12 +219,12 @@ class _Reader:
         ready = self.try_first
         while written < len(data):
             if ready:
-                try:
+                with contextlib.suppress(BlockingIOError):
                     written += os.write(self.fd, data[written:])
-                    continue
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        break
+                if written == len(data):
+                    break
+                # short or refused: the driver's queue is full, and another write
+                # now would be refused too; select() says when there is room
             remaining = max(0.0, deadline - time.monotonic())
             ready = bool(select.select([], [self.fd], [], remaining)[1])
             if not ready:
