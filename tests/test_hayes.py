@@ -381,6 +381,21 @@ def test_ipr_autobaud() -> None:
     assert quiet_rig("quectel_ec25").cmd("AT+IPR=0") == b"\r\nERROR\r\n"
 
 
+def test_a_power_on_rate_is_the_stored_ipr() -> None:
+    # rate= is what AT+IPR=<rate>&W would have left in the modem's profile: the
+    # UART starts there, and ATZ and AT&F keep it (they keep rate and framing)
+    modem = HayesModem(profile("v90_dialup"), number="5550001", rate=57600)
+    assert modem.uart == SerialSettings(57600, flow=FlowControl.RTSCTS)
+    modem.from_dte(b"AT+IPR?\r", 0.0)
+    assert b"+IPR: 57600" in text(modem.events())
+    for at, command in enumerate((b"ATZ\r", b"AT&F\r"), start=1):
+        modem.from_dte(command, float(at))
+        assert not only(modem.events(), SetUart)
+        assert modem.uart.baudrate == 57600
+    with pytest.raises(SimError, match="cannot run its UART at 14400"):
+        HayesModem(profile("v90_dialup"), number="5550001", rate=14400)
+
+
 def test_icf_and_ifc() -> None:
     rig = quiet_rig()
     events = rig.send("AT+ICF=5,1;+IFC=0,0\r")

@@ -753,7 +753,15 @@ class HayesModem:
         self._state = State.IDLE
         self._factory = _Config.factory(profile)
         self._stored = self._factory.copy()
-        self._cfg = self._factory.copy()
+        if rate is not None:  # as AT+IPR=<rate>&W would have left the stored profile
+            if rate not in profile.dte_rates:
+                raise SimError(
+                    f"{profile.name} cannot run its UART at {rate} "
+                    f"(it can: {', '.join(map(str, profile.dte_rates))})"
+                )
+            if self._stored.ipr:  # a fixed rate (an autobauding modem keeps 0)
+                self._stored.ipr = rate
+        self._cfg = self._stored.copy()
         self._uart_rate = rate or profile.default_rate  #: the UART's rate at power-on
         self._uart = self._compute_uart()
         self._events: list[Event] = []
