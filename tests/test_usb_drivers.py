@@ -38,6 +38,7 @@ from serialhs.usb.urlhandler import UsbSerial, UsbUrl, serial_class_for_url
 from serialhs.usb.virtual import ENV_VAR, VirtualBus, env_bus, reset_env_bus
 
 FT232R = "usb://0403:6001?serial=A50285BI"
+FT232H = "usb://0403:6014?serial=FT6ZQ1XH"
 CP2102 = "usb://10c4:ea60?serial=0001"
 MODEM = "usb://2c7c:0125?serial=EC25VIRT0001"
 
@@ -179,7 +180,7 @@ def test_reopen_needs_a_serial_number():
 @pytest.fixture(scope="module")
 def bus() -> Iterator[VirtualBus]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(ENV_VAR, "virtual:ft232r,cp2102,cdc_modem")
+        mp.setenv(ENV_VAR, "virtual:ft232r,cp2102,cdc_modem,ft232h")
         reset_env_bus()
         built = env_bus()
         assert built is not None
@@ -209,6 +210,16 @@ def far_port(bus: VirtualBus, name: str, settings: str = "115200") -> Port:
     return Port(bus[name].wire().b.pty, settings, timeout=2, discard_input=True)
 
 
+def read_all(s: Any, size: int) -> bytes:
+    """``size`` bytes from a pyserial port, read as they come (a stall fails)."""
+    got = bytearray()
+    while len(got) < size:
+        chunk = s.read(size - len(got))
+        assert chunk, f"stalled after {len(got)} bytes"
+        got += chunk
+    return bytes(got)
+
+
 def wait_for(predicate: Any, timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -220,6 +231,7 @@ def wait_for(predicate: Any, timeout: float = 2.0) -> None:
 
 
 @pytest.mark.parametrize(("url", "name", "cls"), [(FT232R, "ft232r", FtdiSerial),
+                                                   (FT232H, "ft232h", FtdiSerial),
                                                    (CP2102, "cp2102", Cp210xSerial)])  # fmt: skip
 def test_pyserial_opens_the_adapter_and_data_crosses_the_wire(bus, url, name, cls):
     with (
@@ -233,12 +245,8 @@ def test_pyserial_opens_the_adapter_and_data_crosses_the_wire(bus, url, name, cl
         assert far.read_until(b"\n") == b"hello far end\n"
         payload = bytes(range(256)) * 8  # more than one bulk packet, and the chip's buffer
         far.write(payload)
-        got = bytearray()
-        while len(got) < len(payload):
-            chunk = s.read(len(payload) - len(got))
-            assert chunk, f"stalled after {len(got)} bytes"
-            got += chunk
-        assert bytes(got) == payload
+        got = read_all(s, len(payload))
+        assert got == payload
 
 
 def test_a_url_without_an_id_finds_its_driver_at_open(bus):
@@ -279,6 +287,51 @@ def test_ftdi_baud_rates_reach_the_chip_as_the_model_decodes_them(bus):
             assert model.settings.baudrate == model.baudrate  # the UART on the wire
         with pytest.raises(ValueError, match="2500000"):
             s.baudrate = 2_500_000
+
+
+def test_ft232h_rates_up_to_12_mbaud_reach_the_chip_through_its_wide_index(bus):
+    # The hi-speed chip takes bits 16+ of the divisor in wIndex's high byte, and
+    # bit 17 picks its 12 MHz clock: the model decodes what the driver sends.
+    model = bus["ft232h"]
+    with serial.serial_for_url(FT232H, baudrate=9600) as s:
+        assert s.chip == "ft232h" and model.baudrate == 9600
+        for rate in (115200, 921600, 3_000_000, 4_000_000, 6_000_000, 8_000_000, 12_000_000, 300):
+            s.baudrate = rate
+            setting = s.baud_setting
+            assert model.divisor == setting.request(1, wide_index=True)
+            assert model.baudrate == s.actual_baudrate
+            assert abs(model.baudrate - rate) / rate < 0.01, rate
+            assert model.settings.baudrate == model.baudrate
+        assert s.baud_setting.base == 3_000_000  # 300 baud is below what 12 MHz divides to
+    # the same 12 Mbaud request on the FT232R is refused (its clock is 3 MHz)
+    with serial.serial_for_url(FT232R) as s, pytest.raises(ValueError):
+        s.baudrate = 12_000_000
+
+
+@pytest.mark.parametrize(
+    ("url", "name", "packet"), [(FT232R, "ft232r", 64), (FT232H, "ft232h", 512)]
+)
+def test_ftdi_bulk_packets_are_the_chips_size(bus, monkeypatch, url, name, packet):
+    model = bus[name]
+    sizes: list[int] = []
+    ready = type(model)._packet_ready
+
+    def recording(self: Any, now: float) -> bytes | None:
+        out = ready(self, now)
+        if out is not None:
+            sizes.append(len(out))
+        return out
+
+    monkeypatch.setattr(type(model), "_packet_ready", recording)
+    payload = bytes(range(256)) * 4  # the FT232H's whole 1 KiB receive buffer
+    with (
+        serial.serial_for_url(url, baudrate=3_000_000, timeout=2) as s,
+        far_port(bus, name, "3000000") as far,
+    ):
+        far.write(payload)
+        got = read_all(s, len(payload))
+    assert got == payload
+    assert max(sizes) == packet  # full packets: 2 status bytes and packet - 2 of data
 
 
 def test_ftdi_framing_flow_latency_and_break(bus):

@@ -167,7 +167,7 @@ def test_raw_descriptors_over_the_control_pipe_match_the_parsed_ones(env_bus):
 
 def test_shipped_descriptor_files_load_and_fit_their_profiles():
     names = available_models()
-    assert {"ft232r", "cp2102", "cdc_modem", "cdc_acm"} <= set(names)
+    assert {"ft232r", "ft232h", "cp2102", "cdc_modem", "cdc_acm"} <= set(names)
     for name in names:
         spec = load_device_spec(name)
         assert spec.name == name

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from serialhs.usb.models import (
         CdcAcm,
         Cp2102,
+        Ft232h,
         Ft232r,
         available_models,
         cp2102_rate,
@@ -54,6 +55,7 @@ _WHERE = {
     "CdcAcm": "models",
     "Cp2102": "models",
     "DeviceSpec": "virtual",
+    "Ft232h": "models",
     "Ft232r": "models",
     "UsbDevice": "discovery",
     "UsbDeviceList": "discovery",
@@ -82,6 +84,7 @@ __all__ = [
     "CdcAcm",
     "Cp2102",
     "DeviceSpec",
+    "Ft232h",
     "Ft232r",
     "UsbDevice",
     "UsbDeviceList",

@@ -18,6 +18,10 @@ breaks, framing, parity and overrun errors the wire counts at the model's end.
   packets of at most 64 bytes, each led by the two status bytes and sent when 62
   data bytes are waiting, when the modem status changes, on the event
   character, or when the latency timer runs out (a status-only packet when idle).
+- :class:`Ft232h` -- the hi-speed FT232H in UART mode: the same requests, with
+  the divisor's bits 16-23 in wIndex's high byte (its low byte is the port
+  index), bit 17 selecting the 12 MHz clock (12 MHz / divisor, 0 -> 12 Mbaud,
+  1 -> 8 Mbaud), packets of 512 bytes and a 1 KiB receive buffer.
 - :class:`Cp2102` -- the CP210x interface requests of Silicon Labs AN571; every
   baud rate is aliased onto the CP2102's fixed table (AN205, table 1).
 - :class:`CdcAcm` -- one or more CDC-ACM functions (a cellular module's AT
@@ -85,6 +89,7 @@ __all__ = [
     "USB_KIND",
     "CdcAcm",
     "Cp2102",
+    "Ft232h",
     "Ft232r",
     "SerialModel",
     "UartLink",
@@ -105,7 +110,7 @@ log = logging.getLogger("serialhs.usb")
 USB_KIND = "usb"
 USB_TABLE = "usb"
 #: The device models a descriptor file can ask for.
-EMULATIONS: tuple[str, ...] = ("ft232r", "cp2102", "cdc_acm")
+EMULATIONS: tuple[str, ...] = ("ft232r", "ft232h", "cp2102", "cdc_acm")
 #: The modem profile an adapter gets when told to sit in front of a modem.
 DEFAULT_MODEM = "v90_dialup"
 
@@ -120,16 +125,26 @@ POLL = 0.005
 #: 101 0.625, 110 0.75, 111 0.875.
 FTDI_FRACTION_CODES: tuple[int, ...] = (0, 4, 2, 1, 3, 5, 6, 7)
 FTDI_BASE_CLOCK = 3_000_000  #: 48 MHz / 16
+FTDI_HISPEED_CLOCK = 12_000_000  #: 120 MHz / 10, the H chips' second clock
+FTDI_HISPEED_FLAG = 1 << 17  #: of the encoded divisor: divide the 12 MHz clock
 
 
-def ftdi_divisor(value: int, index: int) -> Fraction:
-    """The divisor an FT232R/FT232B/FT2232 decodes from SET_BAUD_RATE's wValue and
-    wIndex: bits 0-13 of wValue are the integer part n, bits 14-15 of wValue and
-    bit 0 of wIndex (bit 16 of the encoded divisor) the sub-integer code.
+def _ftdi_encoded(value: int, index: int, wide: bool) -> int:
+    """The encoded divisor in SET_BAUD_RATE's wValue and wIndex: bits 16+ are
+    wIndex itself on a single-channel full-speed chip, its high byte on a
+    hi-speed or multi-channel chip (``wide``; the low byte is the port index)."""
+    high = (index >> 8) & 0xFF if wide else index & 0xFFFF
+    return (value & 0xFFFF) | (high << 16)
+
+
+def ftdi_divisor(value: int, index: int, *, wide: bool = False) -> Fraction:
+    """The divisor an FTDI chip decodes from SET_BAUD_RATE's wValue and wIndex:
+    bits 0-13 of the encoded divisor are the integer part n, bits 14-16 the
+    sub-integer code (AN232B-05; ``wide``: see :func:`_ftdi_encoded`).
 
     Raises :class:`ValueError` for the sub-integer divisors between 0 and 2 that
     AN232B-05 does not allow."""
-    encoded = (value & 0xFFFF) | ((index & 0x01) << 16)
+    encoded = _ftdi_encoded(value, index, wide)
     integer_part = encoded & 0x3FFF
     eighths = FTDI_FRACTION_CODES[(encoded >> 14) & 0x07]
     if integer_part < 2 and eighths:
@@ -140,15 +155,20 @@ def ftdi_divisor(value: int, index: int) -> Fraction:
     return integer_part + Fraction(eighths, 8)
 
 
-def ftdi_rate(value: int, index: int) -> Fraction:
-    """The baud rate an FT232R runs at for SET_BAUD_RATE(wValue, wIndex):
-    3 MHz / divisor, with the special cases divisor 0 -> 3 Mbaud, 1 -> 2 Mbaud."""
-    divisor = ftdi_divisor(value, index)
+def ftdi_rate(value: int, index: int, *, hispeed: bool = False) -> Fraction:
+    """The baud rate an FTDI chip runs at for SET_BAUD_RATE(wValue, wIndex): the
+    clock / divisor, with the special cases divisor 0 -> the clock, 1 -> 2/3 of
+    it. The clock is 3 MHz; on a hi-speed chip (``hispeed``, whose wIndex is
+    wide) 12 MHz when the divisor's bit 17 is set."""
+    clock = FTDI_BASE_CLOCK
+    if hispeed and _ftdi_encoded(value, index, True) & FTDI_HISPEED_FLAG:
+        clock = FTDI_HISPEED_CLOCK
+    divisor = ftdi_divisor(value, index, wide=hispeed)
     if divisor == 0:
-        return Fraction(3_000_000)
+        return Fraction(clock)
     if divisor == 1:
-        return Fraction(2_000_000)
-    return FTDI_BASE_CLOCK / divisor
+        return Fraction(clock * 2, 3)
+    return clock / divisor
 
 
 # -- CP2102 baud aliasing (Silicon Labs AN205, table 1) ---------------------------------------
@@ -365,7 +385,7 @@ def check_spec(spec: DeviceSpec) -> None:
         if iface.cdc_acm and iface.endpoint(kind="interrupt", is_in=True) is None:
             raise ConfigError(f"interface {iface.number}: cdc_acm needs an interrupt IN endpoint")
     uarts = [i for i in spec.interfaces if i.uart is not None]
-    if spec.emulation in ("ft232r", "cp2102"):
+    if spec.emulation in ("ft232r", "ft232h", "cp2102"):
         if len(uarts) != 1:
             raise ConfigError(f"emulation {spec.emulation} needs exactly one interface with uart")
         if any(i.cdc_acm for i in spec.interfaces):
@@ -854,6 +874,7 @@ class Ft232r(_OneUartModel):
 
     RX_BUFFER = 256  #: the FT232R's receive buffer (DS_FT232R)
     PACKET = 64  #: full-speed bulk packet: 2 status bytes + 62 data bytes
+    HISPEED = False  #: a hi-speed chip: wide wIndex, the 12 MHz clock
     #: The low nibble of the modem status byte as the FT232R sends it; drivers mask
     #: byte 0 with 0xF0.
     STATUS_LOW = 0x01
@@ -940,7 +961,7 @@ class Ft232r(_OneUartModel):
             return None
         if request == FTDI_SET_BAUD_RATE:
             try:
-                rate = ftdi_rate(value, index)
+                rate = ftdi_rate(value, index, hispeed=self.HISPEED)
             except ValueError as e:
                 raise Stall(str(e)) from None
             self.divisor = (value, index)
@@ -1129,6 +1150,16 @@ CP_EV_RI_TRAILING, CP_EV_RX_CHAR, CP_EV_CTS, CP_EV_DSR, CP_EV_DCD, CP_EV_BREAK, 
 )  # fmt: skip
 
 _CP_PARITY = (Parity.NONE, Parity.ODD, Parity.EVEN, Parity.MARK, Parity.SPACE)
+
+
+class Ft232h(Ft232r):
+    """An FTDI FT232H in its UART mode (DS_FT232H): the FT232R's requests, bulk
+    packets of 512 bytes at high speed, a 1 KiB receive buffer, and baud divisors
+    of the 3 MHz or (bit 17) the 12 MHz clock, up to 12 Mbaud."""
+
+    RX_BUFFER = 1024  #: DS_FT232H: 1 KiB receive and transmit buffers
+    PACKET = 512  #: hi-speed bulk packet: 2 status bytes + 510 data bytes
+    HISPEED = True
 
 
 class Cp2102(_OneUartModel):
@@ -1777,6 +1808,7 @@ class CdcAcm(SerialModel):
 
 _MODEL_CLASSES: dict[str, type[SerialModel]] = {
     "ft232r": Ft232r,
+    "ft232h": Ft232h,
     "cp2102": Cp2102,
     "cdc_acm": CdcAcm,
 }
