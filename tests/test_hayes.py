@@ -277,9 +277,27 @@ def test_cellular_status_answers() -> None:
     assert rig.cmd("AT+CREG?") == b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"
     assert rig.cmd("AT+CPIN?") == b"\r\n+CPIN: READY\r\n\r\nOK\r\n"
     assert rig.cmd("AT+CMEE=2;+CMEE?") == b"\r\n+CMEE: 2\r\n\r\nOK\r\n"
-    assert rig.cmd("AT+CMEE=7") == b"\r\nERROR\r\n"
     assert rig.cmd('AT+CGDCONT=1,"IP","internet"') == b"\r\nOK\r\n"
     assert rig.cmd("AT+CGDCONT?") == b'\r\n+CGDCONT: 1,"IP","internet"\r\n\r\nOK\r\n'
+
+
+def test_cmee_chooses_how_a_cellular_module_reports_a_refused_command() -> None:
+    rig = quiet_rig("quectel_ec25")
+    assert rig.cmd("AT+CGDCONT=99") == b"\r\nERROR\r\n"  # +CMEE=0, the default
+    assert rig.cmd("AT+CMEE=1") == b"\r\nOK\r\n"
+    assert rig.cmd("AT+CGDCONT=99") == b"\r\n+CME ERROR: 50\r\n"  # wrong parameters
+    assert rig.cmd("AT+CGDCONT") == b"\r\n+CME ERROR: 4\r\n"  # no such operation
+    assert rig.cmd("AT+CMEE=7") == b"\r\n+CME ERROR: 50\r\n"
+    assert rig.cmd("AT+CFOO") == b"\r\nERROR\r\n"  # unknown: a syntax error
+    assert rig.cmd("ATE0+CGDCONT=0;+CSQ") == b"\r\n+CME ERROR: 50\r\n"  # the line stops
+    assert rig.cmd("AT+CMEE=2") == b"\r\nOK\r\n"
+    assert rig.cmd("AT+CGDCONT=99") == b"\r\n+CME ERROR: incorrect parameters\r\n"
+    assert rig.cmd("ATV0+CGDCONT=99") == b"+CME ERROR: incorrect parameters\r\n"
+    assert rig.cmd("ATV1+CMEE=0;+CGDCONT=99") == b"\r\nERROR\r\n"
+    # a dial-up modem has no +CMEE: its refusals stay ERROR
+    dialup = quiet_rig("v90_dialup")
+    assert dialup.cmd("AT+CMEE=1") == b"\r\nERROR\r\n"
+    assert dialup.cmd("AT+IPR=14400") == b"\r\nERROR\r\n"
 
 
 def test_v_and_amp_v_report() -> None:

@@ -15,6 +15,7 @@ import pytest
 from serialhs.driver.port import Port
 from serialhs.driver.settings import SerialSettings
 from serialhs.errors import (
+    CmeError,
     ModemBusy,
     ModemCommandError,
     ModemNoCarrier,
@@ -312,6 +313,22 @@ def test_a_rejected_rate_leaves_the_port_as_it_was(modems):
         a.set_dte(rate=1234)  # not in the modem's +IPR list: ERROR
     assert a.port.settings == before
     assert a.command("AT").ok
+
+
+def test_a_cellular_modules_cme_errors_reach_the_client_typed():
+    with ModemSim(count=1, profiles=("quectel_ec25",)) as sim:
+        (entry,) = sim.describe()
+        with Port(entry["port"]["pty"], "115200 8N1") as port:
+            modem = Modem(port)
+            modem.init()
+            modem.command("AT+CMEE=1")
+            with pytest.raises(CmeError) as numeric:
+                modem.command("AT+CGDCONT=99")
+            assert numeric.value.code == 50 and numeric.value.meaning == "incorrect parameters"
+            modem.command("AT+CMEE=2")
+            with pytest.raises(CmeError) as text:
+                modem.command("AT+CGDCONT=99")
+            assert text.value.code is None and text.value.meaning == "incorrect parameters"
 
 
 def test_async_modem_runs_the_same_client(sim, modems):

@@ -220,6 +220,7 @@ CME_ERRORS: Mapping[int, str] = MappingProxyType(
         30: "no network service",
         31: "network timeout",
         32: "network not allowed - emergency calls only",
+        50: "incorrect parameters",
         100: "unknown",
     }
 )

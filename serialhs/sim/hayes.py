@@ -173,7 +173,9 @@ Extended commands (profiles with ``extended_commands``) run to the next ';':
 cellular modules +CGMI, +CGMM, +CGMR, +CMEE and +CGDCONT. The profile's
 ``[modem.responses]`` answer fixed lines (+CSQ, +CREG?, +CPIN?, ...) and take
 precedence. An unknown extended command answers ERROR whatever
-``unknown_command`` says.
+``unknown_command`` says. A cellular module with +CMEE=1 answers a command it
+knows but refuses with +CME ERROR: 50 (wrong parameters) or 4 (an operation the
+command does not have), with +CMEE=2 the same as text (3GPP TS 27.007 §9.2).
 """
 
 from __future__ import annotations
@@ -187,6 +189,7 @@ from serialhs.driver.lines import Line
 from serialhs.driver.settings import FlowControl, Parity, SerialSettings, StopBits
 from serialhs.errors import SimError
 from serialhs.modem.profile import COMPRESSION, ERROR_CORRECTION, MODULATIONS, ModemProfile
+from serialhs.modem.results import CME_ERRORS
 
 __all__ = [
     "CONNECT_CODES",
@@ -792,6 +795,9 @@ class HayesModem:
         self._esc_count = 0
         # cellular state
         self._cmee = 0
+        #: why the last extended command that this modem knows was refused (a
+        #: 27.007 error number), for +CME ERROR; None: not known, plain ERROR
+        self._refused: int | None = None
         self._pdp: dict[int, tuple[str, str]] = {}
         self._update_lines()
 
@@ -1091,6 +1097,9 @@ class HayesModem:
         if self._cfg.quiet:
             return
         cr, lf = self._crlf()
+        if word.startswith("+CME ERROR"):  # 27.007's, the same text whatever V says
+            self._text(f"{cr}{lf}{word}{cr}{lf}" if self._cfg.verbose else f"{word}{cr}{lf}")
+            return
         if self._cfg.verbose:
             self._text(f"{cr}{lf}{word}{cr}{lf}")
         else:
@@ -1332,8 +1341,9 @@ class HayesModem:
                 continue
             if c == "+":
                 end = _find_semicolon(s, i + 1)
+                self._refused = None
                 if not self._extended(s[i:end]):
-                    return "ERROR"
+                    return self._error()
                 i = end
                 continue
             if c == "D":
@@ -1619,7 +1629,20 @@ class HayesModem:
             handler = {"+CMEE": self._cmee_command, "+CGDCONT": self._cgdcont}.get(name)
         if handler is None:
             return False
-        return handler(op, args)
+        if handler(op, args):
+            return True
+        # known and refused: wrong parameters, or an operation it does not have
+        self._refused = 50 if op == "set" else 4
+        return False
+
+    def _error(self) -> str:
+        """ERROR; on a cellular module with +CMEE=1 or 2, +CME ERROR with the
+        number or text of 27.007 §9.2 for a command it knows and refused (an
+        unknown command stays ERROR, as on the modules)."""
+        if self._refused is None or not self._cmee or not self.profile.is_cellular:
+            return "ERROR"
+        detail = str(self._refused) if self._cmee == 1 else CME_ERRORS[self._refused]
+        return f"+CME ERROR: {detail}"
 
     def _ipr(self, op: str, args: str) -> bool:
         rates = list(self.profile.dte_rates)
