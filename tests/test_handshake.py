@@ -209,10 +209,11 @@ def test_a_paced_line_switches_after_the_switch_acks_airtime():
     assert b_switch == pytest.approx(a_switch, abs=0.005)
 
 
-def test_a_fast_line_without_a_clean_measure_still_probes_after_the_responder_switched():
-    # The SYN went twice (the responder came late): its answer may be to either, so
-    # no FAST. The responder then waits its SWITCH-ACK's airtime, and the initiator
-    # waits that airtime too before probing: one PROBE, no retransmission.
+def test_when_the_initiators_syn_went_twice_the_responders_measure_makes_it_fast():
+    # The responder came late, so the initiator's SYN went more than once: its
+    # answer may be to either, and the initiator has no measure. The responder's
+    # one SYN-ACK came back (as the ACK) faster than the two frames' airtime, so
+    # its SWITCH-ACK says FAST and both switch without waiting for airtime.
     a = Handshake("initiator", HOST, now=0.0, rng=isns(1))
     link = Link(a, None, paced=False)
     link.run(1.5)  # the first SYN goes nowhere, the second at its timeout
@@ -227,7 +228,36 @@ def test_a_fast_line_without_a_clean_measure_still_probes_after_the_responder_sw
     sent = frames_sent(link, "a")
     assert [f.type for f in sent].count(FrameType.SYN) >= 2
     (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
-    assert not switch.flags & Flags.FAST
+    (switch_ack,) = [f for f in frames_sent(link, "b") if f.type is FrameType.SWITCH_ACK]
+    assert not switch.flags & Flags.FAST and switch_ack.flags & Flags.FAST
+    assert a.fast and b.fast
+    assert [f.type for f in sent].count(FrameType.PROBE) == 1
+    _, a_switch, b_switch = _switch_timing(link)
+    assert b_switch == pytest.approx(a_switch, abs=0.005)
+
+
+def test_a_fast_line_without_a_clean_measure_still_probes_after_the_responder_switched():
+    # The first SYN-ACK is lost: the initiator's SYN and the responder's SYN-ACK
+    # each go twice, neither end has a measure, and there is no FAST. The
+    # responder then waits its SWITCH-ACK's airtime, and the initiator waits that
+    # airtime too before probing: one PROBE, no retransmission.
+    lost: list[bytes] = []
+
+    def first_syn_ack(end: str, piece: bytes, now: float) -> bool:
+        if end == "b" and not lost and len(piece) > 1:
+            lost.append(piece)
+            return True
+        return False
+
+    a, b = pair()
+    link = Link(a, b, paced=False, drop_if=first_syn_ack).run(60, settled)
+    assert agreed_alike(link) and lost
+    sent = frames_sent(link, "a")
+    assert [f.type for f in sent].count(FrameType.SYN) == 2
+    (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
+    (switch_ack,) = [f for f in frames_sent(link, "b") if f.type is FrameType.SWITCH_ACK]
+    assert not switch.flags & Flags.FAST and not switch_ack.flags & Flags.FAST
+    assert not a.fast and not b.fast
     assert [f.type for f in sent].count(FrameType.PROBE) == 1
 
 
@@ -235,7 +265,7 @@ def test_a_fast_switch_makes_the_responder_switch_a_guard_after_queueing_its_ack
     # FAST is the initiator's word for the responder: forced here on a paced line,
     # the responder switches a guard time after queueing its SWITCH-ACK, before the
     # initiator has even received it (which is why the initiator must measure).
-    monkeypatch.setattr(Handshake, "_beats_airtime", lambda self, frame: True)
+    monkeypatch.setattr(Handshake, "_beats_airtime", lambda self, sent_once, answer: True)
     a, b = pair()
     link = Link(a, b).run(60, lambda lk: bool(lk.of("a", SwitchSettings)))
     _, a_switch, b_switch = _switch_timing(link)

@@ -18,6 +18,7 @@ from serialhs.negotiate.capabilities import Capabilities
 from serialhs.negotiate.frames import FrameType
 from serialhs.negotiate.handshake import Ignored
 from serialhs.negotiate.link import LinkResult, negotiate
+from serialhs.sim.socat import SocatPair
 from serialhs.sim.wire import Wire
 
 SAFE = SerialSettings(9600)
@@ -101,6 +102,33 @@ def test_the_negotiate_command_on_both_ends_of_a_wire():
     assert mine["agreed"] and theirs["agreed"]
     assert mine["settings"] == theirs["settings"] and mine["baudrate"] == 57600
     assert any(not step["ok"] for step in mine["steps"])
+    assert mine["fast"] is theirs["fast"] is False  # the wire paces its bytes
+
+
+def test_the_negotiate_command_says_when_the_line_ignores_its_rate():
+    with SocatPair() as pair:
+        responder = subprocess.Popen(
+            [sys.executable, "-m", "serialhs", "negotiate", pair.b, "--listen"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            initiator = subprocess.run(
+                [sys.executable, "-m", "serialhs", "negotiate", pair.a, "--json"],
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+            out, _ = responder.communicate(timeout=90)
+        finally:
+            if responder.poll() is None:
+                responder.kill()
+                responder.wait()
+    assert initiator.returncode == 0, initiator.stderr
+    assert json.loads(initiator.stdout)["fast"] is True
+    assert "faster than its rate" in out
 
 
 def test_rts_cts_offered_on_a_cable_without_it_falls_back_to_no_flow_control():

@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
                     "frame_size": agreed.frame_size,
                     "window": agreed.window,
                     "peer": str(agreed.peer_identity),
+                    # the line delivers faster than its rate (a pty, a USB device
+                    # that ignores the rate): the agreed rate is a label there
+                    "fast": result.handshake.fast,
                     "steps": [
                         {"settings": str(s.settings), "ok": s.ok, "reason": s.reason}
                         for s in result.steps
@@ -84,4 +87,6 @@ def run(args: argparse.Namespace) -> int:
             f"agreed: {agreed.settings}, protocol {agreed.protocol.label}, "
             f"frames {agreed.frame_size} bytes, window {agreed.window}"
         )
+        if result.handshake.fast:
+            print("the line delivers faster than its rate (a pty, a USB device or a network link)")
     return 0

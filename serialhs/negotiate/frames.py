@@ -132,7 +132,7 @@ class Flags(enum.IntFlag):
     RETRY = 0x01  #: this frame is a retransmission (informational)
     EOM = 0x02  #: DATA: the last frame of a message
     POLL = 0x04  #: DATA: acknowledge at once (the sender waits for it; HDLC's P bit)
-    FAST = 0x08  #: SWITCH: this line delivers faster than its rate, no airtime waits (§9.2)
+    FAST = 0x08  #: SWITCH, SWITCH-ACK: the line delivers faster than its rate (§9.2)
 
 
 class RstCode(enum.IntEnum):

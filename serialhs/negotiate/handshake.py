@@ -763,7 +763,7 @@ def _code_name(code: int) -> str:
 # -- the core -------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Candidate:
     """A half-open session of a responder: one per distinct SYN."""
 
@@ -771,6 +771,8 @@ class _Candidate:
     capabilities: Capabilities
     choice: Choice
     ladder: tuple[SerialSettings, ...]
+    #: its only SYN-ACK so far: (when, its bytes on the wire); None once resent
+    syn_ack_once: tuple[float, int] | None = None
 
 
 _TRANSFER_TYPES = frozenset({FrameType.DATA, FrameType.DACK, FrameType.NAK})
@@ -836,7 +838,8 @@ class Handshake:
         #: the only SYN sent for this ISN so far: (when, its bytes on the wire); None
         #: once it is retransmitted (an answer could then be to either: no measure)
         self._syn_once: tuple[float, int] | None = None
-        self._fast = False  #: the SYN round trip beat its airtime (§9.2): FAST switches
+        #: a round trip beat its airtime, here or at the peer (§9.2): FAST switches
+        self._fast = False
         self._ack_airtime = 0.0  #: of the last SWITCH-ACK taken, at the settings then
         # responder's training: the last SWITCH taken, and the PROBE round answered
         self._r_step = -1
@@ -911,8 +914,9 @@ class Handshake:
 
     @property
     def fast(self) -> bool:
-        """Does this line deliver faster than its rate (§9.2)? The initiator's
-        measure, which the responder learns from the SWITCH's FAST flag."""
+        """Does this line deliver faster than its rate (§9.2)? Either end's measure
+        (the initiator's SYN, the responder's SYN-ACK), which the other learns
+        from the FAST flag of SWITCH or SWITCH-ACK."""
         return self._fast
 
     @property
@@ -1379,6 +1383,7 @@ class Handshake:
             elif frame.kind is FrameType.ACK:
                 if self._allowed(Trigger.RX_ACK, frame):
                     self._fire(Trigger.RX_ACK)
+                    self._fast = self._beats_airtime(candidate.syn_ack_once, frame)
                     self._adopt(candidate)
                     self._timer = self._now + self._timers.train_wait(self._safe)
             else:
@@ -1480,7 +1485,8 @@ class Handshake:
 
     def _send_syn_ack(self, candidate: _Candidate, *, retry: bool = False) -> None:
         flags = int(Flags.RETRY) if retry else 0
-        self._send(syn_ack_frame(candidate.session, candidate.choice, self._caps, flags))
+        size = self._send(syn_ack_frame(candidate.session, candidate.choice, self._caps, flags))
+        candidate.syn_ack_once = None if retry else (self._now, size)
 
     def _candidate_for(self, frame: Frame) -> _Candidate | None:
         for candidate in reversed(self._candidates):
@@ -1538,7 +1544,7 @@ class Handshake:
             )
             return
         self._fire(Trigger.RX_SYN_ACK)
-        self._fast = self._beats_airtime(frame)
+        self._fast = self._beats_airtime(self._syn_once, frame)
         self._peer_caps = peer
         self._choice = choice
         self._ladder = ladder(self._caps, peer, self._safe, choice)
@@ -1546,15 +1552,15 @@ class Handshake:
         self._send_control(FrameType.ACK)
         self._start_step(0)
 
-    def _beats_airtime(self, syn_ack: Frame) -> bool:
-        """Did the SYN and this SYN-ACK make their round trip in less time than
-        their bytes take on a line at the safe settings (§9.2)? Then this line
-        delivers faster than its rate (a pty, a USB device that ignores the rate, a
-        network link), and no airtime needs waiting for at a switch."""
-        if self._syn_once is None:
+    def _beats_airtime(self, sent_once: tuple[float, int] | None, answer: Frame) -> bool:
+        """Did a frame sent once (when, its size) and this answer make their round
+        trip in less time than their bytes take on a line at the safe settings
+        (§9.2)? Then this line delivers faster than its rate (a pty, a USB device
+        that ignores the rate, a network link): no airtime to wait for at a switch."""
+        if sent_once is None:
             return False
-        sent, size = self._syn_once
-        airtime = (size + len(encode(syn_ack))) * self._settings.char_time
+        sent, size = sent_once
+        airtime = (size + len(encode(answer))) * self._settings.char_time
         return self._now - sent < airtime
 
     def _refuse_syn_ack(self, code: RstCode, text: str) -> None:
@@ -1603,9 +1609,11 @@ class Handshake:
                 )
             )
         self._r_step, self._r_attempt, self._r_settings = step, attempt, settings
-        self._fast = bool(frame.flags & Flags.FAST)
+        self._fast = self._fast or bool(frame.flags & Flags.FAST)
         assert self._session is not None
-        size = self._send(self._session.frame(self._role, FrameType.SWITCH_ACK, frame.payload))
+        flags = int(Flags.FAST) if self._fast else 0
+        ack = self._session.frame(self._role, FrameType.SWITCH_ACK, frame.payload, flags)
+        size = self._send(ack)
         # switch once the SWITCH-ACK has left the line, and a guard time later; on a
         # line the initiator found FAST it has left when it is drained
         airtime = 0.0 if self._fast else size * self._settings.char_time
@@ -1624,6 +1632,7 @@ class Handshake:
             self._ignore(frame, f"a SWITCH-ACK for step {step}, not {self._step}")
             return
         self._fire(Trigger.RX_SWITCH_ACK)
+        self._fast = self._fast or bool(frame.flags & Flags.FAST)  # the responder's measure
         self._ack_airtime = len(encode(frame)) * self._settings.char_time
         self._timer = self._now + self._timers.guard(self._settings)
 
