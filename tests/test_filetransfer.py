@@ -10,7 +10,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from commands import run_pair as run_commands
+from commands import serialhs_argv
 
 from serialhs.driver.port import Port
 from serialhs.driver.settings import SerialSettings
@@ -331,34 +332,11 @@ def test_a_chunk_fills_whole_frames_and_messages_are_bounded():
 # -- the commands -----------------------------------------------------------------------------
 
 
-def _serialhs(*args: str) -> list[str]:
-    return [sys.executable, "-m", "serialhs", *args]
-
-
 def both_commands(
     wire: Wire, recv_args: list[str], send_args: list[str]
 ) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
     """``serialhs recv`` on end b (started first), ``serialhs send`` on end a."""
-    recv = subprocess.Popen(
-        _serialhs("recv", wire.b.pty, *recv_args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        send = subprocess.run(
-            _serialhs("send", wire.a.pty, *send_args),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        out, err = recv.communicate(timeout=60)
-    finally:
-        if recv.poll() is None:
-            recv.kill()
-            recv.wait()
-    return send, subprocess.CompletedProcess(recv.args, recv.returncode, out, err)
+    return run_commands(["recv", wire.b.pty, *recv_args], ["send", wire.a.pty, *send_args])
 
 
 def test_send_and_recv_commands_on_both_ends_of_a_wire(tmp_path):
@@ -391,7 +369,7 @@ def test_xmodem_commands_talk_to_each_other(tmp_path):
 
 def test_a_missing_file_is_a_clear_error(tmp_path):
     result = subprocess.run(
-        _serialhs("send", os.devnull, str(tmp_path / "nope.bin")),
+        serialhs_argv("send", os.devnull, str(tmp_path / "nope.bin")),
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from commands import run_pair
 
 from serialhs.driver.port import Port
 from serialhs.driver.settings import FlowControl, SerialSettings
@@ -78,27 +77,13 @@ def test_a_silent_peer_leaves_the_initiator_at_the_safe_default():
 
 def test_the_negotiate_command_on_both_ends_of_a_wire():
     with Wire(settings=SAFE, max_baud=57600) as wire:
-        responder = subprocess.Popen(
-            [sys.executable, "-m", "serialhs", "negotiate", wire.b.pty, "--listen", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        initiator, responder = run_pair(
+            ["negotiate", wire.b.pty, "--listen", "--json"],
+            ["negotiate", wire.a.pty, "--json"],
+            timeout=90,
         )
-        try:
-            initiator = subprocess.run(
-                [sys.executable, "-m", "serialhs", "negotiate", wire.a.pty, "--json"],
-                capture_output=True,
-                text=True,
-                timeout=90,
-                check=False,
-            )
-            out, _ = responder.communicate(timeout=90)
-        finally:
-            if responder.poll() is None:
-                responder.kill()
-                responder.wait()
     assert initiator.returncode == 0, initiator.stderr
-    mine, theirs = json.loads(initiator.stdout), json.loads(out)
+    mine, theirs = json.loads(initiator.stdout), json.loads(responder.stdout)
     assert mine["agreed"] and theirs["agreed"]
     assert mine["settings"] == theirs["settings"] and mine["baudrate"] == 57600
     assert any(not step["ok"] for step in mine["steps"])
@@ -107,28 +92,12 @@ def test_the_negotiate_command_on_both_ends_of_a_wire():
 
 def test_the_negotiate_command_says_when_the_line_ignores_its_rate():
     with SocatPair() as pair:
-        responder = subprocess.Popen(
-            [sys.executable, "-m", "serialhs", "negotiate", pair.b, "--listen"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        initiator, responder = run_pair(
+            ["negotiate", pair.b, "--listen"], ["negotiate", pair.a, "--json"], timeout=90
         )
-        try:
-            initiator = subprocess.run(
-                [sys.executable, "-m", "serialhs", "negotiate", pair.a, "--json"],
-                capture_output=True,
-                text=True,
-                timeout=90,
-                check=False,
-            )
-            out, _ = responder.communicate(timeout=90)
-        finally:
-            if responder.poll() is None:
-                responder.kill()
-                responder.wait()
     assert initiator.returncode == 0, initiator.stderr
     assert json.loads(initiator.stdout)["fast"] is True
-    assert "faster than its rate" in out
+    assert "faster than its rate" in responder.stdout
 
 
 def test_rts_cts_offered_on_a_cable_without_it_falls_back_to_no_flow_control():
