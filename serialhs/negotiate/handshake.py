@@ -541,7 +541,7 @@ class Timers:
       (the responder adds the airtime of its SWITCH-ACK)
     - settle after a change: ``max(settle_min, settle_chars * c_new)``; the
       initiator's first PROBE also waits the SWITCH-ACK's airtime at ``c_old``
-      unless its SWITCH had FAST (§9.2)
+      unless the SWITCH-ACK has FAST (§9.2)
     - a responder's wait for a PROBE:
       ``settle(S) + budget(probe_tries, S) + guard(safe) + rto_base``
     - a responder's wait for a SWITCH:
@@ -1615,7 +1615,7 @@ class Handshake:
         ack = self._session.frame(self._role, FrameType.SWITCH_ACK, frame.payload, flags)
         size = self._send(ack)
         # switch once the SWITCH-ACK has left the line, and a guard time later; on a
-        # line the initiator found FAST it has left when it is drained
+        # FAST line (either end's measure) it has left when it is drained
         airtime = 0.0 if self._fast else size * self._settings.char_time
         self._timer = self._now + airtime + self._timers.guard(self._settings)
 
