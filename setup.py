@@ -27,6 +27,7 @@ setup(
         Extension(
             "serialhs.negotiate._hdlc",
             ["serialhs/negotiate/_hdlc.c"],
+            libraries=["z"],  # zlib's crc32: python3-dev brings zlib1g-dev
             optional=True,
         )
     ],

@@ -162,11 +162,82 @@ UNESCAPES = [
 ]
 
 
-def test_the_c_unescape_is_built_and_used():
+def test_the_c_framing_is_built_and_used():
     """./dev setup installs a C compiler and builds the extension; without it the
-    receive path falls back to Python, at about half the unpaced throughput."""
-    assert frames_module._c_unescape is not None, "serialhs.negotiate._hdlc was not built"
+    framing falls back to Python, at about half the unpaced throughput."""
+    assert frames_module._C is not None, "serialhs.negotiate._hdlc was not built"
     assert (not os.environ.get("SERIALHS_PURE_PYTHON")) == frames_module.SPEEDUPS
+    assert (frames_module.encode is frames_module._encode_c) == frames_module.SPEEDUPS
+    assert (frames_module.decode_chunk is frames_module._decode_chunk_c) == frames_module.SPEEDUPS
+
+
+#: bytes rich in the four escaped values, for the C and Python codecs to disagree on
+tricky_bytes = st.lists(
+    st.sampled_from([b"\x7e", b"\x7d", b"\x11", b"\x13", b"\x5d", b"\x5e", b"A", b"\x00" * 15]),
+    max_size=200,
+).map(b"".join)
+payloads = st.one_of(st.binary(max_size=700), tricky_bytes)
+any_frames = st.builds(
+    Frame,
+    type=st.integers(0, 255),
+    session=st.integers(0, 0xFFFFFFFF),
+    seq=st.integers(0, 0xFFFFFFFF),
+    ack=st.integers(0, 0xFFFFFFFF),
+    payload=payloads,
+    flags=st.integers(0, 255),
+    version=st.integers(0, 255),
+)
+
+
+@given(any_frames)
+@FAST
+def test_the_c_encoder_writes_the_python_references_bytes(frame):
+    assert frames_module._encode_c(frame) == frames_module.encode_py(frame)
+
+
+@given(payloads)
+@FAST
+def test_the_c_escaped_size_is_the_python_references(data):
+    assert frames_module._escaped_size_c(data) == frames_module.escaped_size_py(data)
+    assert frames_module._escaped_size_c(bytearray(data)) == len(escape(data))
+
+
+def _decoded(decode_impl, chunk: bytes, max_payload: int) -> Frame | str:
+    try:
+        return decode_impl(chunk, max_payload=max_payload)
+    except FrameError as e:
+        return e.reason
+
+
+@given(any_frames, st.data())
+@FAST
+def test_the_c_decoder_agrees_with_the_python_reference_on_any_chunk(frame, data):
+    """A good frame, and the same bytes cut, extended, flipped or with an escape
+    broken: both decoders give the same frame or the same reason."""
+    chunk = frames_module.encode_py(frame)[1:-1]
+    how = data.draw(st.sampled_from(["good", "cut", "extend", "flip", "escape", "small"]))
+    if how == "cut":
+        chunk = chunk[: data.draw(st.integers(0, len(chunk)))]
+    elif how == "extend":
+        chunk += data.draw(st.binary(min_size=1, max_size=8))
+    elif how == "flip":
+        at = data.draw(st.integers(0, len(chunk) - 1))
+        chunk = chunk[:at] + bytes([chunk[at] ^ data.draw(st.integers(1, 255))]) + chunk[at + 1 :]
+    elif how == "escape":
+        at = data.draw(st.integers(0, len(chunk)))
+        chunk = chunk[:at] + data.draw(st.sampled_from([b"\x7d\x7d", b"\x7d"])) + chunk[at:]
+    max_payload = len(frame.payload) - 1 if how == "small" and frame.payload else MAX_PAYLOAD
+    expected = _decoded(frames_module.decode_chunk_py, chunk, max_payload)
+    assert _decoded(frames_module._decode_chunk_c, chunk, max_payload) == expected
+    if how == "good":
+        assert expected == frame if frame.version == 1 else expected == "version"
+
+
+def test_the_c_encoder_refuses_what_no_header_can_carry():
+    with pytest.raises(ValueError):
+        frames_module._c().encode(1, 0x10, 0, 0, 0, 0, bytes(0x10000))
+    with pytest.raises(OverflowError):
+        frames_module._c().encode(256, 0x10, 0, 0, 0, 0, b"")
 
 
 @pytest.mark.parametrize("unescape_impl", UNESCAPES)

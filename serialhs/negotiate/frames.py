@@ -36,7 +36,9 @@ import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import cast
 
 from serialhs.errors import ConfigError, FrameError, LocalProtocolError
 
@@ -60,12 +62,17 @@ __all__ = [
     "RstCode",
     "crc32",
     "decode",
+    "decode_chunk",
+    "decode_chunk_py",
     "decode_dack",
     "decode_nak",
     "encode",
     "encode_dack",
     "encode_nak",
+    "encode_py",
     "escape",
+    "escaped_size",
+    "escaped_size_py",
     "pack",
     "session_id",
     "unescape",
@@ -272,9 +279,10 @@ def escape(data: bytes) -> bytes:
     )
 
 
-def escaped_size(data: bytes) -> int:
-    """``len(escape(data))``. (Building it is faster than counting: replace() finds a
-    byte with memchr, count() looks at every byte.)"""
+def escaped_size_py(data: bytes) -> int:
+    """``len(escape(data))``, in Python: the reference for :func:`escaped_size`.
+    (Building it is faster than counting: replace() finds a byte with memchr,
+    count() looks at every byte.)"""
     return len(escape(data))
 
 
@@ -303,40 +311,6 @@ def unescape_py(data: bytes) -> bytes:
     )
 
 
-def _load_c_unescape() -> Callable[[bytes], bytes] | None:
-    try:
-        from serialhs.negotiate._hdlc import unescape  # noqa: PLC0415
-    except ImportError:  # installed without a C compiler: the Python reference serves
-        return None
-    return unescape
-
-
-_c_unescape = _load_c_unescape()
-
-
-def _unescape_c(data: bytes) -> bytes:
-    assert _c_unescape is not None, "serialhs.negotiate._hdlc was not built"
-    try:
-        return _c_unescape(data)
-    except ValueError:
-        return unescape_py(data)  # raises the FrameError that names the fault
-
-
-def _pick_unescape() -> Callable[[bytes], bytes]:
-    """The C un-stuffing (serialhs/negotiate/_hdlc.c) when it was built and
-    SERIALHS_PURE_PYTHON is not set; else the Python reference."""
-    if os.environ.get("SERIALHS_PURE_PYTHON") or _c_unescape is None:
-        return unescape_py
-    return _unescape_c
-
-
-#: Undo :func:`escape` on the bytes between two flags. Raises :class:`FrameError`
-#: (reason "escape" or "aborted") for an escape byte before another one or at the
-#: end. The C version when it is built (:data:`SPEEDUPS`), else :func:`unescape_py`.
-unescape = _pick_unescape()
-SPEEDUPS = unescape is _unescape_c  #: is the C receive path in use?
-
-
 def pack(frame: Frame) -> bytes:
     """Header, payload and CRC of ``frame``, before escaping (what the CRC covers, plus it)."""
     body = (
@@ -355,9 +329,83 @@ def pack(frame: Frame) -> bytes:
     return body + crc32(body).to_bytes(CRC_SIZE, "big")
 
 
-def encode(frame: Frame) -> bytes:
-    """``frame`` as it goes on the wire: flag, escaped body, flag."""
+def encode_py(frame: Frame) -> bytes:
+    """``frame`` as it goes on the wire, in Python: the reference for :func:`encode`."""
     return b"\x7e" + escape(pack(frame)) + b"\x7e"
+
+
+def decode_chunk_py(chunk: bytes, *, max_payload: int = MAX_PAYLOAD) -> Frame:
+    """The frame in the bytes between two flags, in Python: the reference for
+    :func:`decode_chunk`."""
+    return unpack(unescape_py(chunk), max_payload=max_payload)
+
+
+# -- the C versions (serialhs/negotiate/_hdlc.c) ------------------------------------------------
+
+
+def _load_c() -> ModuleType | None:
+    try:
+        from serialhs.negotiate import _hdlc  # noqa: PLC0415
+    except ImportError:  # installed without a C compiler: the Python references serve
+        return None
+    return _hdlc
+
+
+_C = _load_c()  #: the extension when it was built (used unless SERIALHS_PURE_PYTHON is set)
+#: is the C framing in use? (built, and SERIALHS_PURE_PYTHON not set)
+SPEEDUPS = _C is not None and not os.environ.get("SERIALHS_PURE_PYTHON")
+
+
+def _c() -> ModuleType:
+    assert _C is not None, "serialhs.negotiate._hdlc was not built"
+    return _C
+
+
+def _unescape_c(data: bytes) -> bytes:
+    try:
+        return cast("bytes", _c().unescape(data))
+    except ValueError:
+        return unescape_py(data)  # raises the FrameError that names the fault
+
+
+def _escaped_size_c(data: bytes) -> int:
+    return cast("int", _c().escaped_size(data))
+
+
+def _encode_c(frame: Frame) -> bytes:
+    return cast(
+        "bytes",
+        _c().encode(
+            frame.version,
+            int(frame.type),
+            frame.flags,
+            frame.session,
+            frame.seq,
+            frame.ack,
+            frame.payload,
+        ),
+    )
+
+
+def _decode_chunk_c(chunk: bytes, *, max_payload: int = MAX_PAYLOAD) -> Frame:
+    try:
+        fields = _c().decode(chunk, max_payload)
+    except ValueError:
+        return decode_chunk_py(chunk, max_payload=max_payload)  # raises the FrameError
+    return Frame.unchecked(*fields)
+
+
+#: Undo :func:`escape` on the bytes between two flags. Raises :class:`FrameError`
+#: (reason "escape" or "aborted") for an escape byte before another one or at the end.
+unescape = _unescape_c if SPEEDUPS else unescape_py
+#: ``len(escape(data))``
+escaped_size = _escaped_size_c if SPEEDUPS else escaped_size_py
+#: ``frame`` as it goes on the wire: flag, escaped body, flag.
+encode = _encode_c if SPEEDUPS else encode_py
+#: The frame in the bytes between two flags (XON and XOFF removed), for a payload
+#: of at most ``max_payload`` bytes. Raises :class:`FrameError` whose ``reason``
+#: is a :class:`BadReason` value.
+decode_chunk = _decode_chunk_c if SPEEDUPS else decode_chunk_py
 
 
 def unpack(body: bytes, *, max_payload: int = MAX_PAYLOAD) -> Frame:
@@ -412,7 +460,7 @@ def decode(wire: bytes, *, max_payload: int = MAX_PAYLOAD) -> Frame:
         raise FrameError(
             "more than one frame (a flag inside)", reason=BadReason.LENGTH.value, data=wire
         )
-    return unpack(unescape(inner), max_payload=max_payload)
+    return decode_chunk(inner, max_payload=max_payload)
 
 
 # -- payloads of the transfer layer's acknowledgements -----------------------------------------
@@ -613,7 +661,7 @@ class FrameDecoder:
         if not chunk:
             return  # back-to-back flags: idle fill, or the gap between frames
         try:
-            frame = unpack(unescape(chunk), max_payload=self.max_payload)
+            frame = decode_chunk(chunk, max_payload=self.max_payload)
         except FrameError as e:
             self._bad(BadReason(e.reason), chunk, str(e))
             return
