@@ -5,7 +5,9 @@ hypothesis) arbitrary loss, duplication, reordering and corruption."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,15 @@ from serialhs.negotiate.capabilities import (
     ladder,
     select,
 )
-from serialhs.negotiate.frames import Flags, Frame, FrameDecoder, FrameType, RstCode, encode
+from serialhs.negotiate.frames import (
+    Flags,
+    Frame,
+    FrameDecoder,
+    FrameType,
+    RstCode,
+    decode,
+    encode,
+)
 from serialhs.negotiate.handshake import (
     Agreed,
     Closed,
@@ -194,6 +204,67 @@ def test_a_line_faster_than_its_rate_switches_without_airtime_waits():
     assert b_switch == pytest.approx(a_switch, abs=0.005)  # within the link's latency
     ack_airtime = 32 * SAFE.char_time  # a SWITCH-ACK is 32 bytes on the wire
     assert link.now < a_switch + t.settle(SerialSettings(230400)) + ack_airtime
+
+
+def _switch_ack_sent_at(log: list[float]) -> Callable[[str, bytes, float], bool]:
+    """A Link observer (drops nothing) that notes when the responder sends a SWITCH-ACK."""
+
+    def observe(end: str, piece: bytes, now: float) -> bool:
+        if end == "b" and piece != b"\x7e" and decode(piece).type is FrameType.SWITCH_ACK:
+            log.append(now)
+        return False
+
+    return observe
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_the_guard_before_a_switch_leaves_out_its_floor_on_a_fast_line(paced):
+    # guard_min covers a UART driver's lag in draining its queue; a line that
+    # delivers faster than its rate has none, so there the guard is its two
+    # characters at the safe default (§9.2), both ends alike.
+    sent_at: list[float] = []
+    a, b = pair()
+    link = Link(a, b, paced=paced, drop_if=_switch_ack_sent_at(sent_at)).run(60, settled)
+    assert agreed_alike(link)
+    (ack_at,) = sent_at
+    _, a_switch, b_switch = _switch_timing(link)
+    t = Timers()
+    if paced:
+        airtime = 32 * SAFE.char_time  # 32 or 33 bytes, as its CRC needs an escape or not
+        assert b_switch == pytest.approx(ack_at + airtime + t.guard_min, abs=1.5 * SAFE.char_time)
+    else:
+        guard = t.guard(SAFE, fast=True)
+        assert guard == 2 * SAFE.char_time < t.guard_min
+        assert b_switch == pytest.approx(ack_at + guard, abs=0.001)
+        assert a_switch == pytest.approx(ack_at + link.latency + guard, abs=0.001)
+    assert [f.type for f in frames_sent(link, "a")].count(FrameType.PROBE) == 1
+
+
+def test_the_initiator_follows_the_switch_acks_flag_not_its_own_measure(monkeypatch):
+    # A responder that does not know FAST ignores it on the SWITCH and never sets
+    # it: it switches its SWITCH-ACK's airtime and a full guard after queueing
+    # it. The initiator measured a fast line, but waits as the SWITCH-ACK says,
+    # so its first PROBE still finds the responder switched.
+    a, b = pair()
+    real_rx_switch, real_beats = Handshake._rx_switch, Handshake._beats_airtime
+
+    def rx_switch(self: Handshake, frame: Frame) -> None:
+        if self is b:
+            frame = dataclasses.replace(frame, flags=frame.flags & ~Flags.FAST)
+        real_rx_switch(self, frame)
+
+    monkeypatch.setattr(Handshake, "_rx_switch", rx_switch)
+    monkeypatch.setattr(
+        Handshake, "_beats_airtime", lambda self, *args: self is not b and real_beats(self, *args)
+    )
+    link = Link(a, b, paced=False).run(60, settled)
+    assert agreed_alike(link)
+    sent = frames_sent(link, "a")
+    (switch,) = [f for f in sent if f.type is FrameType.SWITCH]
+    (switch_ack,) = [f for f in frames_sent(link, "b") if f.type is FrameType.SWITCH_ACK]
+    assert switch.flags & Flags.FAST and not switch_ack.flags & Flags.FAST
+    assert not a.fast and not b.fast
+    assert [f.type for f in sent].count(FrameType.PROBE) == 1
 
 
 def test_a_paced_line_switches_after_the_switch_acks_airtime():

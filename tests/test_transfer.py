@@ -7,6 +7,7 @@ reordering and corruption."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -379,6 +380,24 @@ def test_the_documented_timer_values():
     doc = pytest.importorskip("pathlib").Path(__file__).parent.parent / "docs" / "protocol.md"
     assert "0.92, 1.84, 3.67, 3.67" in doc.read_text()
     assert [ack_every(w) for w in (1, 4, 8, 16, 64, 1024)] == [1, 1, 2, 4, 4, 4]
+    assert [ack_every(w, fast=True) for w in (1, 4, 8, 16, 64)] == [1, 1, 2, 4, 16]
+
+
+@pytest.mark.parametrize(("fast", "every"), [(False, 4), (True, 8)])
+def test_a_receiver_on_a_fast_line_acknowledges_a_quarter_window_at_a_time(fast, every):
+    """Each DACK costs both ends a wakeup; where bytes come in bursts (a pty, a
+    USB CDC device) a quarter of the window between DACKs is enough (§17.4)."""
+    sender = _transfer(frame_size=64, window=32)
+    receiver = _transfer("responder", frame_size=64, window=32, fast=fast)
+    sender.send(bytes(64 * 24), eom=False)
+    data: list[Frame] = []
+    while len(data) < 24:  # the sender's frames, without the POLL its line model adds
+        data += [replace(f, flags=0) for f in sender.frames_to_send(0.05 * len(data))]
+    acks = []
+    for frame in data:
+        receiver.receive_frame(frame, 0.0)  # no timer runs: no delayed DACK
+        acks += [(f.ack - data[0].seq) & 0xFFFFFFFF for f in receiver.frames_to_send(0.0)]
+    assert acks == [every * k for k in range(1, 24 // every + 1)]
 
 
 # -- any fault pattern --------------------------------------------------------------------------

@@ -90,6 +90,7 @@ class Channel:
             now=now,
             timers=timers,
             send_buffer=send_buffer,
+            fast=handshake.fast,
         )
         self._events: deque[ChannelEvent] = deque()
         self._bad_frames = 0

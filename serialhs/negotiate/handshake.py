@@ -538,7 +538,8 @@ class Timers:
     - a request sent ``n`` times is given up ``budget(n) = sum(rto(a), a < n)``
       after its first sending
     - guard before a settings change: ``max(guard_min, guard_chars * c_old)``
-      (the responder adds the airtime of its SWITCH-ACK)
+      (the responder adds the airtime of its SWITCH-ACK); ``guard_chars * c_old``
+      when the SWITCH-ACK has FAST (§9.2)
     - settle after a change: ``max(settle_min, settle_chars * c_new)``; the
       initiator's first PROBE also waits the SWITCH-ACK's airtime at ``c_old``
       unless the SWITCH-ACK has FAST (§9.2)
@@ -612,8 +613,11 @@ class Timers:
     def budget(self, tries: int, settings: SerialSettings) -> float:
         return sum(self.rto(a, settings) for a in range(tries))
 
-    def guard(self, settings: SerialSettings) -> float:
-        return max(self.guard_min, self.guard_chars * settings.char_time)
+    def guard(self, settings: SerialSettings, *, fast: bool = False) -> float:
+        """The guard before a switch; on a FAST line (§9.2) without guard_min,
+        which covers a UART driver's lag in draining its queue."""
+        chars = self.guard_chars * settings.char_time
+        return chars if fast else max(self.guard_min, chars)
 
     def settle(self, settings: SerialSettings) -> float:
         return max(self.settle_min, self.settle_chars * settings.char_time)
@@ -1617,7 +1621,7 @@ class Handshake:
         # switch once the SWITCH-ACK has left the line, and a guard time later; on a
         # FAST line (either end's measure) it has left when it is drained
         airtime = 0.0 if self._fast else size * self._settings.char_time
-        self._timer = self._now + airtime + self._timers.guard(self._settings)
+        self._timer = self._now + airtime + self._timers.guard(self._settings, fast=self._fast)
 
     def _rx_switch_ack(self, frame: Frame) -> None:
         if self._state is not State.SWITCH_SENT:
@@ -1632,9 +1636,11 @@ class Handshake:
             self._ignore(frame, f"a SWITCH-ACK for step {step}, not {self._step}")
             return
         self._fire(Trigger.RX_SWITCH_ACK)
-        self._fast = self._fast or bool(frame.flags & Flags.FAST)  # the responder's measure
+        # The responder's word: it follows the FAST rules of §9.2 exactly when its
+        # SWITCH-ACK says so (one that does not know the flag never sets it).
+        self._fast = bool(frame.flags & Flags.FAST)
         self._ack_airtime = len(encode(frame)) * self._settings.char_time
-        self._timer = self._now + self._timers.guard(self._settings)
+        self._timer = self._now + self._timers.guard(self._settings, fast=self._fast)
 
     def _rx_probe(self, frame: Frame) -> None:
         if self._role != "responder":

@@ -87,10 +87,11 @@ _RETRY = int(Flags.RETRY)
 _POLL = int(Flags.POLL)
 
 
-def ack_every(window: int) -> int:
+def ack_every(window: int, *, fast: bool = False) -> int:
     """A receiver sends a DACK after this many frames (§17.4): a quarter of the
-    window, at least 1 and at most 4."""
-    return max(1, min(window // 4, 4))
+    window, at least 1 and at most 4; on a line the handshake found FAST (§9.2)
+    without the limit of 4."""
+    return max(1, window // 4 if fast else min(window // 4, 4))
 
 
 def _wire_size(payload: bytes) -> int:
@@ -134,7 +135,7 @@ class TransferTimers:
     """The transfer layer's times and tries (docs/protocol.md §17.4, §17.6).
 
     - ``rto(a) = min(2**a, backoff_limit) * (rto_base + (A + queue_frames) * F * c)``
-      with ``A = ack_every(W)``
+      with ``A = ack_every(W, fast=...)``
       from the moment the frame leaves the UART, by the model of the line
     - a receiver NAKs a missing frame again after ``rto(0)``
     - a frame sent ``data_tries`` times unacknowledged fails the link
@@ -209,7 +210,9 @@ class Transfer:
     ``role``: this end's role in it; ``frame_size`` and ``window``: the agreed
     ones; ``settings``: the agreed serial settings (their character time scales
     the timers); ``send_buffer``: bytes :meth:`send` may hold before they are
-    framed (default: four windows, at least 64 KiB).
+    framed (default: four windows, at least 64 KiB); ``fast``: the handshake
+    found the line FAST (:attr:`Handshake.fast
+    <serialhs.negotiate.handshake.Handshake.fast>`), which spaces the DACKs out.
     """
 
     def __init__(
@@ -223,6 +226,7 @@ class Transfer:
         now: float,
         timers: TransferTimers = DEFAULT_TRANSFER_TIMERS,
         send_buffer: int | None = None,
+        fast: bool = False,
     ) -> None:
         if not 1 <= frame_size <= MAX_PAYLOAD:
             raise ConfigError(f"frame_size must be 1..{MAX_PAYLOAD}, not {frame_size}")
@@ -236,7 +240,7 @@ class Transfer:
         self._now = float(now)
         c = settings.char_time
         self._c = c
-        self._ack_every = ack_every(window)
+        self._ack_every = ack_every(window, fast=fast)
         self._rto0 = self._queue = 0.0
         self._ack_delay = self._nak_holdoff = 0.0
         self._set_segment(frame_size)
