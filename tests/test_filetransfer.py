@@ -4,6 +4,7 @@ restart; refusals; a peer that only speaks XMODEM; the send and recv commands.""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -376,3 +377,53 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
         check=False,
     )
     assert result.returncode != 0 and "nope.bin" in result.stderr
+
+
+def _receive_over_socat(tmp_path: Path, size: int) -> tuple[Path, FileResult, FileResult]:
+    source = make_file(tmp_path / "data.bin", size)
+    results: dict[str, FileResult] = {}
+    with SocatPair() as pair:
+
+        def receive() -> None:
+            with Port(pair.b, SAFE) as port:
+                results["recv"] = receive_file(port, tmp_path / "out.bin", timeout=60)
+
+        receiver = threading.Thread(target=receive)
+        receiver.start()
+        with Port(pair.a, SAFE) as port:
+            sent = send_file(port, source, timeout=60)
+        receiver.join(90)
+    return source, sent, results["recv"]
+
+
+def test_a_receiver_has_the_disk_write_the_file_while_it_arrives(tmp_path, monkeypatch):
+    # Without it the fsync that confirms the file would wait for all of it at the end.
+    monkeypatch.setattr(filetransfer, "WRITEBACK_EVERY", 64 << 10)
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    source, sent, got = _receive_over_socat(tmp_path, 600_000)
+    assert sent.ok and got.ok, (sent.reason, got.reason)
+    assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
+    assert len(synced) >= 2 and set(synced) == {"serialhs-writeback"}
+    assert not [t for t in threading.enumerate() if t.name == "serialhs-writeback"]
+
+
+def test_a_disk_that_fails_a_writeback_fails_the_file_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(filetransfer, "WRITEBACK_EVERY", 64 << 10)
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    _, sent, got = _receive_over_socat(tmp_path, 300_000)
+    for result in (sent, got):
+        assert not result.ok and "write error" in result.reason.lower(), result.reason
+        assert "out.bin.part" in result.reason and os.strerror(errno.EIO) in result.reason
+    assert not (tmp_path / "out.bin").exists()
+    assert not [t for t in threading.enumerate() if t.name == "serialhs-writeback"]

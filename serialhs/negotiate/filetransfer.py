@@ -111,6 +111,11 @@ MORE_READS = 8
 #: How often progress is reported at most.
 PROGRESS_EVERY = 0.1
 _HASH_BLOCK = 1 << 20
+#: A receiver has the disk start on what it has written every this many bytes, so
+#: that the fsync confirming the file finds little left to write.
+WRITEBACK_EVERY = 4 << 20
+#: How long closing a received file waits for a writeback still running.
+WRITEBACK_WAIT = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -548,6 +553,45 @@ class _FileDigest:
         return self._value
 
 
+class _Writeback:
+    """Has the disk write a file being received while more of it arrives: an
+    fdatasync in a thread (it lets go of the GIL), started at each :meth:`kick`.
+    Without it the fsync that confirms the file waits for all of it at the end:
+    9 ms for 16 MiB here, a few seconds for a large file on a slow card."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="serialhs-writeback", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        """Write out what the file holds now (the caller flushed its buffer)."""
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopping:
+                return
+            try:
+                os.fdatasync(self._fd)
+            except OSError as e:  # reported by stop(): a later fsync would not see it
+                self._error = e
+                return
+
+    def stop(self) -> None:
+        """Wait for a writeback still running (bounded); raise the OSError one met."""
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join(WRITEBACK_WAIT)
+        if self._error is not None:
+            raise self._error
+
+
 def _messages(
     events: list[ChannelEvent], reader: MessageReader
 ) -> tuple[list[FileMessage], Failed | Reset | Closed | None]:
@@ -785,6 +829,8 @@ class _Receiving:
         self.file: BinaryIO | None = None
         self.digest: hashlib._Hash | None = None
         self.written = 0
+        self.writeback: _Writeback | None = None
+        self.unsynced = 0  #: bytes written since the last writeback started
         self.result: Result | None = None
         self.refused = ""
         self.done = False
@@ -818,8 +864,7 @@ class _Receiving:
             kept = json.loads(meta.read_text()) if meta.exists() and part.exists() else None
         except (OSError, ValueError):
             kept = None
-        if self.file is not None:
-            self.file.close()
+        self.close()  # an earlier attempt's file, and its writeback
         same = isinstance(kept, dict) and (kept.get("size"), kept.get("sha256")) == (
             offer.size,
             offer.sha256.hex(),
@@ -854,13 +899,26 @@ class _Receiving:
             return Result(Status.WRITE_ERROR, f"cannot write: {e.strerror}")
         self.digest.update(chunk.data)
         self.written += len(chunk.data)
+        self.unsynced += len(chunk.data)
+        if self.unsynced >= WRITEBACK_EVERY:
+            self.unsynced = 0
+            try:
+                self.file.flush()
+            except OSError as e:
+                return Result(Status.WRITE_ERROR, f"cannot write: {e.strerror}")
+            if self.writeback is None:
+                self.writeback = _Writeback(self.file.fileno())
+            self.writeback.kick()
         return None
 
     def end(self) -> Result:
         assert self.offer is not None and self.target is not None and self.file is not None
         assert self.digest is not None
-        self.close()
         part, meta = self.part(self.target), self.meta(self.target)
+        try:
+            self.close()
+        except OSError as e:  # the disk refused what was written: no file to confirm
+            return Result(Status.WRITE_ERROR, f"cannot write {part.name} to disk: {e.strerror}")
         if self.written != self.offer.size:
             meta.unlink(missing_ok=True)
             return Result(
@@ -876,10 +934,16 @@ class _Receiving:
     def close(self) -> None:
         """Keep what arrived: flushed to disk, resumable."""
         if self.file is not None:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
-            self.file = None
+            try:
+                writeback, self.writeback = self.writeback, None
+                if writeback is not None:
+                    writeback.stop()
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            finally:
+                self.file.close()
+                self.file = None
+                self.unsynced = 0
 
     def over(self, link: LinkResult) -> None:
         """One attempt on an established link."""
