@@ -155,7 +155,10 @@ FULL = Profile(
     1 << 20,
     rounds=1,
     handshake_rounds=5,
-    unpaced_rounds=5,
+    # A single round on a shared 2-core machine varies by +-15 % (the ends, socat
+    # and the kernel's tty workers share the cores): 15 rounds make the median of
+    # the per-round ratios a verdict, not a draw.
+    unpaced_rounds=15,
     raw_least=0.5,
     unpaced_size=16 << 20,
 )
@@ -1262,7 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--handshake-rounds", type=int, help="handshakes in part B (default 5, quick 3)"
     )
-    parser.add_argument("--unpaced-rounds", type=int, help="rounds of part C (default 5, quick 3)")
+    parser.add_argument("--unpaced-rounds", type=int, help="rounds of part C (default 15, quick 3)")
     parser.add_argument(
         "--unpaced-size", type=parse_size, help="file size of part C (default 16M, quick 4M)"
     )
