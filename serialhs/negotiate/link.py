@@ -288,8 +288,12 @@ def negotiate(
     The port is put at ``safe`` first. Returns the agreement, or raises
     PeerNotIdentifiedError (nothing answered: the port stays at ``safe``),
     PeerResetError, or NegotiationFailed; the port is back at ``safe`` after
-    a failure. ``on_event`` sees every core event (for progress output).
-    ``timers``: the protocol's times and tries; both ends must use the same."""
+    a failure. The port's own errors go through as they are: a port that goes
+    away mid-handshake (unplugged, the other end of a pty closed) raises
+    PortDisconnectedError, and one that stops taking bytes WriteTimeout; the
+    port is then in no known state. ``on_event`` sees every core event (for
+    progress output). ``timers``: the protocol's times and tries; both ends
+    must use the same."""
     run = Negotiation(
         port.url,
         role,
