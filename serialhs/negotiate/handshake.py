@@ -920,7 +920,8 @@ class Handshake:
     def fast(self) -> bool:
         """Does this line deliver faster than its rate (§9.2)? Either end's measure
         (the initiator's SYN, the responder's SYN-ACK), which the other learns
-        from the FAST flag of SWITCH or SWITCH-ACK."""
+        from the FAST flag of SWITCH or SWITCH-ACK; once a SWITCH-ACK has come,
+        the initiator goes by its flag alone (the responder's word)."""
         return self._fast
 
     @property
