@@ -86,15 +86,22 @@ FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 
 # -- strategies --------------------------------------------------------------------------------
 
-frames = st.builds(
-    Frame,
-    type=st.integers(0, 255),
-    session=st.integers(0, 0xFFFFFFFF),
-    seq=st.integers(0, 0xFFFFFFFF),
-    ack=st.integers(0, 0xFFFFFFFF),
-    payload=st.binary(max_size=600),
-    flags=st.integers(0, 255),
-)
+
+def frames_of(payload: st.SearchStrategy[bytes], **fields: st.SearchStrategy[int]):
+    """Frames with any header fields and payloads from ``payload``."""
+    return st.builds(
+        Frame,
+        type=st.integers(0, 255),
+        session=st.integers(0, 0xFFFFFFFF),
+        seq=st.integers(0, 0xFFFFFFFF),
+        ack=st.integers(0, 0xFFFFFFFF),
+        payload=payload,
+        flags=st.integers(0, 255),
+        **fields,
+    )
+
+
+frames = frames_of(st.binary(max_size=600))
 
 
 # -- CRC ---------------------------------------------------------------------------------------
@@ -177,16 +184,7 @@ tricky_bytes = st.lists(
     max_size=200,
 ).map(b"".join)
 payloads = st.one_of(st.binary(max_size=700), tricky_bytes)
-any_frames = st.builds(
-    Frame,
-    type=st.integers(0, 255),
-    session=st.integers(0, 0xFFFFFFFF),
-    seq=st.integers(0, 0xFFFFFFFF),
-    ack=st.integers(0, 0xFFFFFFFF),
-    payload=payloads,
-    flags=st.integers(0, 255),
-    version=st.integers(0, 255),
-)
+any_frames = frames_of(payloads, version=st.integers(0, 255))
 
 
 @given(any_frames)
