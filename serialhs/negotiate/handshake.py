@@ -1089,10 +1089,14 @@ class Handshake:
             self._ka_due = self._now + self._timers.keepalive
         return len(wire)
 
-    def _send_control(self, ftype: FrameType, payload: bytes = b"", *, retry: bool = False) -> None:
+    def _send_control(
+        self, ftype: FrameType, payload: bytes = b"", *, retry: bool = False, fast: bool = False
+    ) -> int:
+        """Queue a control frame of the session (``fast``: with the flag FAST, for
+        SWITCH and SWITCH-ACK); returns its length on the wire."""
         assert self._session is not None
-        flags = Flags.RETRY if retry else 0
-        self._send(self._session.frame(self._role, ftype, payload, int(flags)))
+        flags = (Flags.RETRY if retry else 0) | (Flags.FAST if fast else 0)
+        return self._send(self._session.frame(self._role, ftype, payload, int(flags)))
 
     def _arm(self, tries: int) -> None:
         """Count a (re)transmission and set its retransmission timeout."""
@@ -1224,12 +1228,9 @@ class Handshake:
         self._send_switch(retry=True)
 
     def _send_switch(self, *, retry: bool = False) -> None:
-        assert self._session is not None
-        flags = (Flags.RETRY if retry else 0) | (Flags.FAST if self._fast else 0)
-        frame = self._session.frame(
-            self._role, FrameType.SWITCH, self._switch_frame_payload(), int(flags)
+        self._send_control(
+            FrameType.SWITCH, self._switch_frame_payload(), retry=retry, fast=self._fast
         )
-        self._send(frame)
 
     def _resend_probe(self) -> None:
         self._send_control(FrameType.PROBE, probe_payload(self._step, self._round), retry=True)
@@ -1615,10 +1616,7 @@ class Handshake:
             )
         self._r_step, self._r_attempt, self._r_settings = step, attempt, settings
         self._fast = self._fast or bool(frame.flags & Flags.FAST)
-        assert self._session is not None
-        flags = int(Flags.FAST) if self._fast else 0
-        ack = self._session.frame(self._role, FrameType.SWITCH_ACK, frame.payload, flags)
-        size = self._send(ack)
+        size = self._send_control(FrameType.SWITCH_ACK, frame.payload, fast=self._fast)
         # switch once the SWITCH-ACK has left the line, and a guard time later; on a
         # FAST line (either end's measure) it has left when it is drained
         airtime = 0.0 if self._fast else size * self._settings.char_time
