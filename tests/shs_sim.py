@@ -51,9 +51,10 @@ class Link:
     length. ``faults`` drops, duplicates, corrupts, truncates, pads and reorders
     pieces (seeded); ``drop_if(end, piece, now)`` drops chosen pieces. On
     SwitchSettings the end drains its transmitter, applies the settings after
-    ``apply_delay`` and tells its core. ``paced=False`` is a line that ignores its
-    rate (a pty, a USB device, a network link): bytes take no airtime, only the
-    latency, and arrive intact whatever the two ends' settings.
+    ``apply_delay`` (seconds; or seconds by end) and tells its core.
+    ``paced=False`` is a line that ignores its rate (a pty, a USB device, a
+    network link): bytes take no airtime, only the latency, and arrive intact
+    whatever the two ends' settings.
     """
 
     def __init__(
@@ -67,7 +68,7 @@ class Link:
         drop_if: Callable[[str, bytes, float], bool] | None = None,
         seed: int = 0,
         latency: float = 0.002,
-        apply_delay: float = 0.005,
+        apply_delay: float | dict[str, float] = 0.005,
         paced: bool = True,
     ) -> None:
         self.cores = {"a": a} if b is None else {"a": a, "b": b}
@@ -148,7 +149,10 @@ class Link:
                     busy = True
                     self.events[end].append((self.now, event))
                     if isinstance(event, SwitchSettings):
-                        at = max(self.now, self.free[end]) + self.apply_delay
+                        delay = self.apply_delay
+                        if isinstance(delay, dict):
+                            delay = delay[end]
+                        at = max(self.now, self.free[end]) + delay
                         self._push(at, "apply", end, event.settings)
 
     def _deliver(self, end: str, data: bytes, sender: SerialSettings | None) -> None:

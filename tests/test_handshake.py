@@ -240,6 +240,90 @@ def test_the_guard_before_a_switch_leaves_out_its_floor_on_a_fast_line(paced):
     assert [f.type for f in frames_sent(link, "a")].count(FrameType.PROBE) == 1
 
 
+def _probes_sent_at(log: list[float]) -> Callable[[str, bytes, float], bool]:
+    """A Link observer (drops nothing) that notes when the initiator sends a PROBE."""
+
+    def observe(end: str, piece: bytes, now: float) -> bool:
+        if end == "a" and piece != b"\x7e" and decode(piece).type is FrameType.PROBE:
+            log.append(now)
+        return False
+
+    return observe
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_the_settle_time_leaves_out_its_floor_on_a_fast_line(paced):
+    # settle_min covers a UART's own change of rate; on a line that delivers
+    # faster than its rate the first PROBE goes settle_chars characters after the
+    # initiator's switch (§9.2).
+    probes: list[float] = []
+    a, b = pair()
+    link = Link(a, b, paced=paced, drop_if=_probes_sent_at(probes)).run(60, settled)
+    assert agreed_alike(link) and a.fast is not paced
+    (probe_at,) = probes  # one PROBE: it found the responder switched
+    ((switch_at, switch),) = [(t, e) for t, e in link.events["a"] if isinstance(e, SwitchSettings)]
+    applied = switch_at + link.apply_delay  # when the simulated port took the settings
+    t = Timers()
+    settle = t.settle(switch.settings, fast=not paced)
+    if paced:
+        assert settle == t.settle_min
+        assert probe_at >= applied + settle
+    else:
+        assert settle == t.settle_chars * switch.settings.char_time < t.settle_min
+        assert probe_at == pytest.approx(applied + settle, abs=1e-6)
+
+
+def test_a_probe_that_comes_before_the_responder_switched_waits_for_its_switch():
+    # On a FAST line the responder's switch can come after the initiator's PROBE
+    # (its process ran late, or its port takes long to change): the PROBE arrived
+    # intact, so the responder answers it once switched, not a retransmission
+    # timeout later (§9.3).
+    probes: list[float] = []
+    a, b = pair()
+    link = Link(
+        a, b, paced=False, apply_delay={"a": 0.001, "b": 0.05}, drop_if=_probes_sent_at(probes)
+    ).run(60, settled)
+    assert agreed_alike(link) and a.fast and b.fast
+    (probe_at,) = probes
+    (b_switch,) = [t for t, e in link.events["b"] if isinstance(e, SwitchSettings)]
+    assert probe_at + link.latency < b_switch + 0.05  # it came before the switch
+    ignored = [e for e in link.of("b", Ignored) if e.frame.type is FrameType.PROBE]
+    assert ignored == []
+    (verified,) = [t for t, e in link.events["a"] if isinstance(e, Verified)]
+    assert verified == pytest.approx(b_switch + 0.05 + link.latency, abs=1e-6)
+
+
+def test_a_probe_split_by_the_responders_switch_on_a_fast_line_is_whole():
+    # Nothing a FAST line carries is garbled by a switch, so the responder keeps
+    # the start of a frame it had when it switched (§9.2).
+    probes: list[float] = []
+    split: list[bytes] = []
+
+    def split_probe(end: str, piece: bytes, now: float) -> bool:
+        if end != "a":
+            return False
+        if piece == b"\x7e":
+            if len(split) == 1:  # the closing flag comes with the second half
+                split.append(piece)
+                return True
+            return False
+        if decode(piece).type is FrameType.PROBE and not split:
+            probes.append(now)
+            split.append(piece)
+            link.inject("b", piece[:5], now + link.latency)
+            link.inject("b", piece[5:] + b"\x7e", now + 0.1)  # after its switch, before an RTO
+            return True
+        return False
+
+    a, b = pair()
+    link = Link(a, b, paced=False, apply_delay={"a": 0.001, "b": 0.05}, drop_if=split_probe)
+    link.run(60, settled)
+    assert agreed_alike(link) and len(split) == 2
+    (b_switch,) = [t for t, e in link.events["b"] if isinstance(e, SwitchSettings)]
+    assert probes[0] + link.latency < b_switch + 0.05 < probes[0] + 0.1  # split by the switch
+    assert [f.type for f in frames_sent(link, "a")].count(FrameType.PROBE) == 1  # not resent
+
+
 def test_the_initiator_follows_the_switch_acks_flag_not_its_own_measure(monkeypatch):
     # A responder that does not know FAST ignores it on the SWITCH and never sets
     # it: it switches its SWITCH-ACK's airtime and a full guard after queueing

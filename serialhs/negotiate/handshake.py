@@ -542,7 +542,8 @@ class Timers:
       when the SWITCH-ACK has FAST (§9.2)
     - settle after a change: ``max(settle_min, settle_chars * c_new)``; the
       initiator's first PROBE also waits the SWITCH-ACK's airtime at ``c_old``
-      unless the SWITCH-ACK has FAST (§9.2)
+      unless the SWITCH-ACK has FAST (§9.2), and then the settle time is
+      ``settle_chars * c_new``
     - a responder's wait for a PROBE:
       ``settle(S) + budget(probe_tries, S) + guard(safe) + rto_base``
     - a responder's wait for a SWITCH:
@@ -619,8 +620,11 @@ class Timers:
         chars = self.guard_chars * settings.char_time
         return chars if fast else max(self.guard_min, chars)
 
-    def settle(self, settings: SerialSettings) -> float:
-        return max(self.settle_min, self.settle_chars * settings.char_time)
+    def settle(self, settings: SerialSettings, *, fast: bool = False) -> float:
+        """The wait after a switch before the first PROBE; on a FAST line (§9.2)
+        without settle_min, which covers a UART's own change of rate."""
+        chars = self.settle_chars * settings.char_time
+        return chars if fast else max(self.settle_min, chars)
 
     def probe_wait(self, settings: SerialSettings, safe: SerialSettings) -> float:
         return (
@@ -850,6 +854,9 @@ class Handshake:
         self._r_attempt = -1
         self._r_settings = safe
         self._r_round = 0
+        #: a PROBE for the step being switched to that came before this end switched
+        #: (FAST, §9.3): taken once the settings are applied
+        self._early_probe: Frame | None = None
         # ESTABLISHED
         self._ka_due: float | None = None
         self._dead_at: float | None = None
@@ -986,15 +993,19 @@ class Handshake:
         self._advance(now)
         self._fire(Trigger.APPLIED)
         self._settings = self._target
-        self._decoder.reset()
+        if not self._fast:  # a partial frame came at the old settings (FAST: none is garbled)
+            self._decoder.reset()
         t, state = self._timers, self._state
+        early, self._early_probe = self._early_probe, None
         if state is State.SETTLE:
             # without FAST the responder switches the SWITCH-ACK's airtime after
             # queueing it, which on a line faster than its rate is after it arrived
             late = 0.0 if self._fast else self._ack_airtime
-            self._timer = self._now + t.settle(self._settings) + late
+            self._timer = self._now + t.settle(self._settings, fast=self._fast) + late
         elif state is State.PROBE_WAIT:
             self._timer = self._now + t.probe_wait(self._settings, self._safe)
+            if early is not None:  # the initiator switched first (§9.3)
+                self._rx_probe(early)
         elif state is State.REVERT_SETTLE:
             self._timer = self._now + t.settle(self._settings)
         elif state is State.TRAIN_WAIT:
@@ -1615,6 +1626,7 @@ class Handshake:
                 )
             )
         self._r_step, self._r_attempt, self._r_settings = step, attempt, settings
+        self._early_probe = None
         self._fast = self._fast or bool(frame.flags & Flags.FAST)
         size = self._send_control(FrameType.SWITCH_ACK, frame.payload, fast=self._fast)
         # switch once the SWITCH-ACK has left the line, and a guard time later; on a
@@ -1652,6 +1664,11 @@ class Handshake:
             return
         if step != self._r_step:
             self._ignore(frame, f"a PROBE for step {step}, not {self._r_step}")
+            return
+        if self._fast and self._state in (State.SWITCH_GUARD, State.SWITCH_APPLY):
+            # On a FAST line the initiator, done with its guard, can probe before
+            # this end has switched; nothing garbled it: take it once switched.
+            self._early_probe = frame
             return
         if not self._allowed(Trigger.RX_PROBE, frame):
             return
