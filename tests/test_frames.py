@@ -538,7 +538,7 @@ capabilities = st.builds(
     framings=st.lists(framing_values, min_size=1, max_size=8).map(tuple),
     flow=st.sets(st.sampled_from([FlowControl.RTSCTS, FlowControl.XONXOFF, FlowControl.DSRDTR])),
     protocols=st.lists(st.sampled_from(list(TransferProtocol)), min_size=1).map(tuple),
-    max_payload=st.integers(512, 8192),
+    max_payload=st.integers(512, MAX_PAYLOAD),
     window=st.integers(1, 1024),
     identity=st.builds(
         Identity,
@@ -618,7 +618,7 @@ def test_absent_capabilities_mean_the_minimum():
     assert got.protocols == (TransferProtocol.SHS,)
     assert (got.max_payload, got.window) == (512, 1)
     big = decode_capabilities(bytes([CapType.FRAME, 4, 0xFF, 0xFF, 0xFF, 0xFF]))
-    assert (big.max_payload, big.window) == (8192, 1024)
+    assert (big.max_payload, big.window) == (MAX_PAYLOAD, 1024) == (11264, 1024)
 
 
 def test_capabilities_validate():

@@ -33,6 +33,7 @@ from serialhs.driver.settings import (
     StopBits,
 )
 from serialhs.errors import CapabilityError, ConfigError, IncompatiblePeerError
+from serialhs.negotiate.frames import MAX_PAYLOAD
 
 __all__ = [
     "CRITICAL",
@@ -71,7 +72,7 @@ _RATE_INDEX = {rate: i for i, rate in enumerate(RATE_TABLE)}
 
 CRITICAL = 0x80  #: type bit: a receiver that does not know this type must refuse
 MIN_FRAME_PAYLOAD = 512  #: every implementation takes payloads this large
-MAX_FRAME_PAYLOAD = 8192
+MAX_FRAME_PAYLOAD = MAX_PAYLOAD
 MAX_WINDOW = 1024
 MAX_CUSTOM_RATES = 32
 #: a capability list must fit a SYN-ACK (512-byte payload) after its 12-byte choice
@@ -290,7 +291,7 @@ class Capabilities:
     ``framings``: data bits, parity and stop bits it can use. ``flow``: flow
     control it has wired (RTS/CTS needs the RTS and CTS wires, XON/XOFF nothing
     more; no flow control is always possible). ``protocols``: transfer protocols
-    it speaks. ``max_payload``: the largest frame payload it takes (512..8192);
+    it speaks. ``max_payload``: the largest frame payload it takes (512..11264);
     ``window``: frames it can have in flight (1..1024). ``identity``: vendor,
     product, firmware. ``extra``: TLVs this version does not interpret, as
     (type, value): received ones are kept here, local ones are sent as given.

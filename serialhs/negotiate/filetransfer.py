@@ -68,7 +68,7 @@ from serialhs.negotiate.fileproto import (
     decode,
     encode,
 )
-from serialhs.negotiate.frames import RstCode
+from serialhs.negotiate.frames import MAX_PAYLOAD, RstCode
 from serialhs.negotiate.handshake import (
     DEFAULT_TIMERS,
     SAFE_DEFAULT,
@@ -436,14 +436,14 @@ FILE_PROTOCOLS = ("shs", "xmodem-1k", "xmodem-crc", "xmodem")
 FILE_WINDOW = 32
 #: The largest frame a file transfer offers; on a noisy line the sender uses
 #: smaller ones (docs/protocol.md §17.2).
-FILE_FRAME = 8192
+FILE_FRAME = MAX_PAYLOAD
 #: RST codes that refuse what this end offers (another attempt cannot help).
 _REFUSALS = frozenset({RstCode.NO_COMMON, RstCode.BAD_CAPABILITIES, RstCode.BAD_CHOICE})
 
 
 def file_capabilities(max_baud: int, **kwargs: Any) -> Capabilities:
     """What a file transfer offers: every standard rate up to ``max_baud``, frames
-    of up to 8192 bytes (the sender fits its frames to the line's errors), a
+    of up to 11264 bytes (the sender fits its frames to the line's errors), a
     window of :data:`FILE_WINDOW`, SHS and the XMODEMs."""
     kwargs.setdefault("max_payload", FILE_FRAME)
     kwargs.setdefault("window", FILE_WINDOW)

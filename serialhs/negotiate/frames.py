@@ -92,7 +92,9 @@ _FLOW_BYTES = b"\x11\x13"  #: XON, XOFF: discarded by receivers wherever they ap
 HEADER = struct.Struct(">BBBBIIIH")
 HEADER_SIZE = HEADER.size  #: 18
 CRC_SIZE = 4
-MAX_PAYLOAD = 8192  #: the largest payload the protocol allows
+#: the largest payload the protocol allows: the frame stays within the length over
+#: which CRC-32 has Hamming distance 4 (docs/protocol.md §3)
+MAX_PAYLOAD = 11264
 HANDSHAKE_PAYLOAD = 512  #: every implementation accepts payloads up to this size
 #: the longest frame on the wire: every byte escaped, plus two flags
 MAX_WIRE_SIZE = 2 * (HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE) + 2
