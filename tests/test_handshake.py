@@ -206,11 +206,11 @@ def test_a_line_faster_than_its_rate_switches_without_airtime_waits():
     assert link.now < a_switch + t.settle(SerialSettings(230400)) + ack_airtime
 
 
-def _switch_ack_sent_at(log: list[float]) -> Callable[[str, bytes, float], bool]:
-    """A Link observer (drops nothing) that notes when the responder sends a SWITCH-ACK."""
+def _sent_at(sender: str, kind: FrameType, log: list[float]) -> Callable[[str, bytes, float], bool]:
+    """A Link observer (drops nothing) that notes when ``sender`` sends a ``kind`` frame."""
 
     def observe(end: str, piece: bytes, now: float) -> bool:
-        if end == "b" and piece != b"\x7e" and decode(piece).type is FrameType.SWITCH_ACK:
+        if end == sender and piece != b"\x7e" and decode(piece).type is kind:
             log.append(now)
         return False
 
@@ -224,7 +224,9 @@ def test_the_guard_before_a_switch_leaves_out_its_floor_on_a_fast_line(paced):
     # characters at the safe default (§9.2), both ends alike.
     sent_at: list[float] = []
     a, b = pair()
-    link = Link(a, b, paced=paced, drop_if=_switch_ack_sent_at(sent_at)).run(60, settled)
+    link = Link(a, b, paced=paced, drop_if=_sent_at("b", FrameType.SWITCH_ACK, sent_at)).run(
+        60, settled
+    )
     assert agreed_alike(link)
     (ack_at,) = sent_at
     _, a_switch, b_switch = _switch_timing(link)
@@ -240,17 +242,6 @@ def test_the_guard_before_a_switch_leaves_out_its_floor_on_a_fast_line(paced):
     assert [f.type for f in frames_sent(link, "a")].count(FrameType.PROBE) == 1
 
 
-def _probes_sent_at(log: list[float]) -> Callable[[str, bytes, float], bool]:
-    """A Link observer (drops nothing) that notes when the initiator sends a PROBE."""
-
-    def observe(end: str, piece: bytes, now: float) -> bool:
-        if end == "a" and piece != b"\x7e" and decode(piece).type is FrameType.PROBE:
-            log.append(now)
-        return False
-
-    return observe
-
-
 @pytest.mark.parametrize("paced", [True, False])
 def test_the_settle_time_leaves_out_its_floor_on_a_fast_line(paced):
     # settle_min covers a UART's own change of rate; on a line that delivers
@@ -258,7 +249,7 @@ def test_the_settle_time_leaves_out_its_floor_on_a_fast_line(paced):
     # initiator's switch (§9.2).
     probes: list[float] = []
     a, b = pair()
-    link = Link(a, b, paced=paced, drop_if=_probes_sent_at(probes)).run(60, settled)
+    link = Link(a, b, paced=paced, drop_if=_sent_at("a", FrameType.PROBE, probes)).run(60, settled)
     assert agreed_alike(link) and a.fast is not paced
     (probe_at,) = probes  # one PROBE: it found the responder switched
     ((switch_at, switch),) = [(t, e) for t, e in link.events["a"] if isinstance(e, SwitchSettings)]
@@ -281,7 +272,11 @@ def test_a_probe_that_comes_before_the_responder_switched_waits_for_its_switch()
     probes: list[float] = []
     a, b = pair()
     link = Link(
-        a, b, paced=False, apply_delay={"a": 0.001, "b": 0.05}, drop_if=_probes_sent_at(probes)
+        a,
+        b,
+        paced=False,
+        apply_delay={"a": 0.001, "b": 0.05},
+        drop_if=_sent_at("a", FrameType.PROBE, probes),
     ).run(60, settled)
     assert agreed_alike(link) and a.fast and b.fast
     (probe_at,) = probes
