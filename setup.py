@@ -27,7 +27,6 @@ setup(
         Extension(
             "serialhs.negotiate._hdlc",
             ["serialhs/negotiate/_hdlc.c"],
-            libraries=["z"],  # zlib's crc32: python3-dev brings zlib1g-dev
             optional=True,
         )
     ],

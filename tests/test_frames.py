@@ -4,6 +4,7 @@ list, the selection rule, and the test vectors docs/protocol.md publishes."""
 from __future__ import annotations
 
 import os
+import random
 import re
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from serialhs.negotiate.capabilities import (
     select,
 )
 from serialhs.negotiate.frames import (
+    CRC_SIZE,
     FLAG,
     HEADER_SIZE,
     MAX_PAYLOAD,
@@ -51,7 +53,7 @@ from serialhs.negotiate.frames import (
     FrameDecoder,
     FrameType,
     RstCode,
-    crc32,
+    crc32c,
     decode,
     decode_dack,
     decode_nak,
@@ -107,30 +109,77 @@ frames = frames_of(st.binary(max_size=600))
 # -- CRC ---------------------------------------------------------------------------------------
 
 
-def crc32_bitwise(data: bytes) -> int:
-    """CRC-32/ISO-HDLC from its parameters, bit by bit (reflected poly 0xEDB88320)."""
+def crc32c_bitwise(data: bytes) -> int:
+    """CRC-32C from its parameters, bit by bit (reflected poly 0x82F63B78)."""
     crc = 0xFFFFFFFF
     for byte in data:
         crc ^= byte
         for _ in range(8):
-            crc = (crc >> 1) ^ (0xEDB88320 if crc & 1 else 0)
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
     return crc ^ 0xFFFFFFFF
 
 
-def test_crc_check_value():
-    assert crc32(b"123456789") == 0xCBF43926
-    assert crc32_bitwise(b"123456789") == 0xCBF43926
+#: the CRC-32C of the set-up's C extension: the processor's instruction where it
+#: has one, tables anywhere; and the Python reference
+CRCS = [
+    pytest.param(frames_module.crc32c_py, id="python"),
+    pytest.param(frames_module._crc32c_c, id="c"),
+    pytest.param(lambda data: frames_module._c().crc32c_portable(data), id="c-tables"),
+]
 
 
-@given(st.binary(max_size=300))
+@pytest.mark.parametrize("crc", CRCS)
+def test_crc_check_value(crc):
+    assert crc(b"123456789") == 0xE3069283
+    assert crc32c_bitwise(b"123456789") == 0xE3069283
+    assert crc(b"") == 0
+
+
+@pytest.mark.parametrize("crc", CRCS)
+@given(data=st.binary(max_size=300), offset=st.integers(0, 7))
 @FAST
-def test_crc_matches_its_parameters(data):
-    assert crc32(data) == crc32_bitwise(data)
+def test_crc_matches_its_parameters(crc, data, offset):
+    # any length and any alignment in memory: the C versions take 8 bytes at a time
+    assert crc(memoryview(bytes(offset) + data)[offset:]) == crc32c_bitwise(data)
+
+
+@pytest.mark.parametrize("crc", CRCS[1:])
+def test_the_c_crc_of_the_largest_frame_is_the_references(crc):
+    data = random.Random(3).randbytes(HEADER_SIZE + MAX_PAYLOAD)
+    assert crc(data) == frames_module.crc32c_py(data)
+
+
+def shortest_undetected_error(polynomial: int, bits: int) -> int | None:
+    """The length in bits (data and CRC) of the shortest error pattern of 2 or 3
+    flipped bits that a 32-bit CRC with ``polynomial`` (normal form) does not
+    detect, or None if there is none within ``bits``. Such a pattern is a multiple
+    of the polynomial: x^i + x^j, or (shifted to start at bit 0) 1 + x^i + x^j; so
+    one pass over x^k mod polynomial finds the first k where x^k = 1 or x^k =
+    1 + x^i for an earlier i."""
+    seen: dict[int, int] = {}
+    residue = 1
+    for k in range(1, bits):
+        residue <<= 1
+        if residue >> 32:
+            residue = (residue ^ polynomial) & 0xFFFFFFFF
+        if residue == 1 or residue ^ 1 in seen:
+            return k + 1
+        seen[residue] = k
+    return None
+
+
+def test_the_crc_detects_any_three_bit_errors_in_the_largest_frame():
+    """docs/protocol.md §3: Hamming distance 4 over the largest frame. The same
+    search finds the Ethernet CRC's bound (91 607 data bits, Koopman's tables),
+    which frames this long would exceed."""
+    frame_bits = 8 * (HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE)
+    assert shortest_undetected_error(0x1EDC6F41, frame_bits) is None
+    assert shortest_undetected_error(0x04C11DB7, frame_bits) == 91_607 + 1 + 32
 
 
 def test_session_id_depends_on_both_isns_and_their_order():
     assert session_id(1, 2) != session_id(2, 1)
-    assert session_id(1, 2) == crc32(bytes.fromhex("00000001 00000002"))
+    assert session_id(1, 2) == crc32c(bytes.fromhex("00000001 00000002"))
     assert all(session_id(i, j) != 0 for i in range(50) for j in range(50))
 
 
@@ -335,7 +384,7 @@ def test_frame_layout():
     frame = Frame(FrameType.ACK, 0x01020304, 0x05060708, 0x090A0B0C, b"", 0x01)
     body = pack(frame)
     assert body[:HEADER_SIZE] == bytes.fromhex("01 03 01 00 01020304 05060708 090a0b0c 0000")
-    assert body[HEADER_SIZE:] == crc32(body[:HEADER_SIZE]).to_bytes(4, "big")
+    assert body[HEADER_SIZE:] == crc32c(body[:HEADER_SIZE]).to_bytes(4, "big")
     assert frame.kind is FrameType.ACK and frame.name == "ACK"
     assert Frame(0x55).kind is None and Frame(0x55).name == "type 0x55"
 
@@ -368,7 +417,7 @@ def test_unpack_reasons(body, reason):
 def test_unpack_length_mismatch_and_too_long():
     body = bytearray(pack(Frame(FrameType.DATA, payload=b"abcd"))[:-4])
     body[17] = 3  # the length field says 3, four bytes follow
-    body += crc32(bytes(body)).to_bytes(4, "big")
+    body += crc32c(bytes(body)).to_bytes(4, "big")
     with pytest.raises(FrameError) as e:
         unpack(bytes(body))
     assert e.value.reason == "length"
@@ -618,7 +667,7 @@ def test_absent_capabilities_mean_the_minimum():
     assert got.protocols == (TransferProtocol.SHS,)
     assert (got.max_payload, got.window) == (512, 1)
     big = decode_capabilities(bytes([CapType.FRAME, 4, 0xFF, 0xFF, 0xFF, 0xFF]))
-    assert (big.max_payload, big.window) == (MAX_PAYLOAD, 1024) == (11264, 1024)
+    assert (big.max_payload, big.window) == (MAX_PAYLOAD, 1024) == (32768, 1024)
 
 
 def test_capabilities_validate():
@@ -798,7 +847,7 @@ def vectors() -> list[tuple[str, Frame]]:
                 encode_nak([VECTOR_ISN_I + 2]),
             ),
         ),
-        ("escaping", Frame(FrameType.DATA, sid, 0x7E7D1113, 0x11111111, b"\x7e\x7d\x11\x13")),
+        ("escaping", Frame(FrameType.DATA, sid, 0x7E7D1113, 0x11111124, b"\x7e\x7d\x11\x13")),
     ]
 
 
@@ -842,7 +891,7 @@ def test_every_frame_type_has_a_vector():
 
 def test_the_doc_states_the_crc_and_tables():
     text = DOC.read_text()
-    assert "0xCBF43926" in text and "0x04C11DB7" in text
+    assert "0xE3069283" in text and "0x1EDC6F41" in text and "0x82F63B78" in text
     for index, rate in enumerate(RATE_TABLE):
         assert re.search(rf"\|\s*{index}\s*\|\s*{rate}\s*\|", text), rate
     for ftype in FrameType:

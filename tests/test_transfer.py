@@ -519,6 +519,28 @@ def test_a_polled_frame_is_acknowledged_at_once():
     assert dack.type == FrameType.DACK
 
 
+@pytest.mark.parametrize(("fast", "largest"), [(False, 8192), (True, 32768)])
+def test_frames_are_longest_on_a_fast_line(fast, largest):
+    """With 32768-byte frames agreed, a sender on a line that paces its bytes keeps
+    its segment at most 8192 (a frame sent again keeps its size, and long ones seldom
+    cross a noisy line whole); on a FAST line it sends the agreed size (§17.2).
+    The receiver expects the same until a full frame shows otherwise."""
+    t = _transfer(frame_size=32768, window=32, fast=fast)
+    assert t.segment == largest
+    t.send(bytes(40 * 32768))
+    now, seen = 0.0, set()
+    for _ in range(80):  # clean rounds: a sample with no loss doubles up to the largest
+        frames = [f for f in t.frames_to_send(now) if f.type == FrameType.DATA]
+        seen |= {len(f.payload) for f in frames}
+        now += 0.01
+        if frames:
+            ack = (frames[-1].seq + 1) & 0xFFFFFFFF
+            t.receive_frame(Frame(FrameType.DACK, frames[0].session, 0, ack, encode_dack(32)), now)
+    assert seen == {largest}
+    receiver = _transfer("responder", frame_size=32768, window=32, fast=fast)
+    assert receiver._peer_segment == largest
+
+
 def test_the_segment_shrinks_on_a_noisy_line_and_grows_back_on_a_clean_one():
     """Frames hit by bit errors at random (a BER of 1e-5: one character in 10^4),
     a third of the 4096-byte ones, are cut to about 512 bytes; with no loss they

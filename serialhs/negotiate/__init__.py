@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         FrameDecoder,
         FrameType,
         RstCode,
-        crc32,
+        crc32c,
         session_id,
     )
     from serialhs.negotiate.handshake import (
@@ -88,7 +88,7 @@ _WHERE = {
     "TransferFrame": "handshake",
     "TransferProtocol": "capabilities",
     "Verified": "handshake",
-    "crc32": "frames",
+    "crc32c": "frames",
     "decode_capabilities": "capabilities",
     "encode_capabilities": "capabilities",
     "ladder": "capabilities",
@@ -125,7 +125,7 @@ __all__ = [
     "TransferFrame",
     "TransferProtocol",
     "Verified",
-    "crc32",
+    "crc32c",
     "decode_capabilities",
     "encode_capabilities",
     "ladder",

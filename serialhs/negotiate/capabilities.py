@@ -291,7 +291,7 @@ class Capabilities:
     ``framings``: data bits, parity and stop bits it can use. ``flow``: flow
     control it has wired (RTS/CTS needs the RTS and CTS wires, XON/XOFF nothing
     more; no flow control is always possible). ``protocols``: transfer protocols
-    it speaks. ``max_payload``: the largest frame payload it takes (512..11264);
+    it speaks. ``max_payload``: the largest frame payload it takes (512..32768);
     ``window``: frames it can have in flight (1..1024). ``identity``: vendor,
     product, firmware. ``extra``: TLVs this version does not interpret, as
     (type, value): received ones are kept here, local ones are sent as given.

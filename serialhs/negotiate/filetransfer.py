@@ -443,7 +443,7 @@ _REFUSALS = frozenset({RstCode.NO_COMMON, RstCode.BAD_CAPABILITIES, RstCode.BAD_
 
 def file_capabilities(max_baud: int, **kwargs: Any) -> Capabilities:
     """What a file transfer offers: every standard rate up to ``max_baud``, frames
-    of up to 11264 bytes (the sender fits its frames to the line's errors), a
+    of up to 32768 bytes (the sender fits its frames to the line and its errors), a
     window of :data:`FILE_WINDOW`, SHS and the XMODEMs."""
     kwargs.setdefault("max_payload", FILE_FRAME)
     kwargs.setdefault("window", FILE_WINDOW)
@@ -693,7 +693,7 @@ class _Sending:
         job, f, size = self.job, self.file, self.size
         channel, pump, started = job.open_channel(link)
         reader = MessageReader()
-        piece = chunk_size(channel.agreed.frame_size)
+        piece = chunk_size(channel.transfer.segment)  # the largest segment, at the start
         channel.send(encode(Offer(size, self.digest, self.name)))
         start: int | None = None  # the offset the receiver accepted
         position = confirmed = 0  # the next offset to send; the last acknowledged

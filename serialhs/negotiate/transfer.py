@@ -74,6 +74,9 @@ def frame_chars(frame_size: int) -> int:
 SEGMENT_SAMPLE = 32
 #: The smallest segment a sender shrinks its frames to.
 MIN_SEGMENT = 128
+#: The largest segment on a line that is not FAST (§17.2): at a bit error rate of
+#: 1e-5 about half such frames get through, and a frame sent again keeps its size.
+PACED_SEGMENT = 8192
 
 #: The fastest the line model learns a line to be, as a share of its character time.
 MIN_PACE = 1e-3
@@ -243,8 +246,10 @@ class Transfer:
         self._ack_every = ack_every(window, fast=fast)
         self._rto0 = self._queue = 0.0
         self._ack_delay = self._nak_holdoff = 0.0
-        self._set_segment(frame_size)
-        self._set_peer_segment(frame_size)
+        #: the largest segment: the agreed frame size, at most PACED_SEGMENT unless FAST
+        self._top = frame_size if fast else min(frame_size, PACED_SEGMENT)
+        self._set_segment(self._top)
+        self._set_peer_segment(self._top)
         self._sent_count = 0  #: frames sent since the segment size was last weighed
         self._lost_count = 0  #: of them, frames that had to be sent again
         self._line_free = self._now  #: when the UART has sent all handed out (the model)
@@ -599,7 +604,7 @@ class Transfer:
         sent again), fit the segment size to the loss seen
         (§17.2). Errors that strike bits at random cost long frames more often: the
         best payload is about sqrt(overhead / byte error rate). A sample with no
-        loss doubles the segment again, up to the agreed frame size."""
+        loss doubles the segment again, up to its largest (`_top`)."""
         self._sent_count += 1
         sent, lost = self._sent_count, self._lost_count
         if sent < SEGMENT_SAMPLE and not (sent >= 8 and lost >= 4):  # heavy loss: sooner
@@ -607,14 +612,14 @@ class Transfer:
         share = min(lost / sent, 0.5)
         self._sent_count = self._lost_count = 0
         if share == 0:
-            size = min(self._size, 2 * self._segment)
+            size = min(self._top, 2 * self._segment)
         else:
             per_byte = -math.log1p(-share) / (self._segment + _FRAMING)
             best = math.sqrt(_FRAMING / per_byte)
-            size = self._size
+            size = self._top
             while size > MIN_SEGMENT and size > best * 1.4:
                 size //= 2
-            size = max(size, min(self._size, MIN_SEGMENT))
+            size = max(size, min(self._top, MIN_SEGMENT))
         if size != self._segment:
             self._set_segment(size)
 
