@@ -190,8 +190,8 @@ def _switch_timing(link: Link) -> tuple[list[Frame], float, float]:
 
 def test_a_line_faster_than_its_rate_switches_without_airtime_waits():
     # A pty or a USB device: the SYN's round trip beats the airtime of its two
-    # frames at 9600, so the initiator marks its SWITCH FAST and both ends switch a
-    # guard time after the SWITCH-ACK, not its airtime at 9600 later (§9.2).
+    # frames at 9600, so the initiator marks its SWITCH FAST and both ends switch on
+    # the SWITCH-ACK, not its airtime at 9600 later (§9.2).
     a, b = pair()
     link = Link(a, b, paced=False).run(60, settled)
     assert agreed_alike(link)
@@ -218,10 +218,10 @@ def _sent_at(sender: str, kind: FrameType, log: list[float]) -> Callable[[str, b
 
 
 @pytest.mark.parametrize("paced", [True, False])
-def test_the_guard_before_a_switch_leaves_out_its_floor_on_a_fast_line(paced):
-    # guard_min covers a UART driver's lag in draining its queue; a line that
-    # delivers faster than its rate has none, so there the guard is its two
-    # characters at the safe default (§9.2), both ends alike.
+def test_there_is_no_guard_before_a_switch_on_a_fast_line(paced):
+    # guard_min covers a UART driver's lag in draining its queue, guard_chars the
+    # last characters on their way; a line that delivers faster than its rate has
+    # neither, so there both ends switch at once (§9.2).
     sent_at: list[float] = []
     a, b = pair()
     link = Link(a, b, paced=paced, drop_if=_sent_at("b", FrameType.SWITCH_ACK, sent_at)).run(
@@ -235,10 +235,9 @@ def test_the_guard_before_a_switch_leaves_out_its_floor_on_a_fast_line(paced):
         airtime = 32 * SAFE.char_time  # 32 or 33 bytes, as its CRC needs an escape or not
         assert b_switch == pytest.approx(ack_at + airtime + t.guard_min, abs=1.5 * SAFE.char_time)
     else:
-        guard = t.guard(SAFE, fast=True)
-        assert guard == 2 * SAFE.char_time < t.guard_min
-        assert b_switch == pytest.approx(ack_at + guard, abs=0.001)
-        assert a_switch == pytest.approx(ack_at + link.latency + guard, abs=0.001)
+        assert t.guard(SAFE, fast=True) == 0.0
+        assert b_switch == pytest.approx(ack_at, abs=0.001)
+        assert a_switch == pytest.approx(ack_at + link.latency, abs=0.001)
     assert [f.type for f in frames_sent(link, "a")].count(FrameType.PROBE) == 1
 
 
@@ -411,9 +410,9 @@ def test_a_fast_line_without_a_clean_measure_still_probes_after_the_responder_sw
     assert [f.type for f in sent].count(FrameType.PROBE) == 1
 
 
-def test_a_fast_switch_makes_the_responder_switch_a_guard_after_queueing_its_ack(monkeypatch):
+def test_a_fast_switch_makes_the_responder_switch_once_its_ack_is_queued(monkeypatch):
     # FAST is the initiator's word for the responder: forced here on a paced line,
-    # the responder switches a guard time after queueing its SWITCH-ACK, before the
+    # the responder switches as soon as it has queued its SWITCH-ACK, before the
     # initiator has even received it (which is why the initiator must measure).
     monkeypatch.setattr(Handshake, "_beats_airtime", lambda self, sent_once, answer: True)
     a, b = pair()

@@ -538,8 +538,8 @@ class Timers:
     - a request sent ``n`` times is given up ``budget(n) = sum(rto(a), a < n)``
       after its first sending
     - guard before a settings change: ``max(guard_min, guard_chars * c_old)``
-      (the responder adds the airtime of its SWITCH-ACK); ``guard_chars * c_old``
-      when the SWITCH-ACK has FAST (§9.2)
+      (the responder adds the airtime of its SWITCH-ACK); none when the
+      SWITCH-ACK has FAST (§9.2)
     - settle after a change: ``max(settle_min, settle_chars * c_new)``; the
       initiator's first PROBE also waits the SWITCH-ACK's airtime at ``c_old``
       unless the SWITCH-ACK has FAST (§9.2), and then the settle time is
@@ -615,10 +615,10 @@ class Timers:
         return sum(self.rto(a, settings) for a in range(tries))
 
     def guard(self, settings: SerialSettings, *, fast: bool = False) -> float:
-        """The guard before a switch; on a FAST line (§9.2) without guard_min,
-        which covers a UART driver's lag in draining its queue."""
-        chars = self.guard_chars * settings.char_time
-        return chars if fast else max(self.guard_min, chars)
+        """The guard before a switch; none on a FAST line (§9.2), which has no
+        UART whose driver lags in draining its queue (guard_min) or whose last
+        characters are still on their way (guard_chars)."""
+        return 0.0 if fast else max(self.guard_min, self.guard_chars * settings.char_time)
 
     def settle(self, settings: SerialSettings, *, fast: bool = False) -> float:
         """The wait after a switch before the first PROBE; on a FAST line (§9.2)
@@ -1630,7 +1630,7 @@ class Handshake:
         self._fast = self._fast or bool(frame.flags & Flags.FAST)
         size = self._send_control(FrameType.SWITCH_ACK, frame.payload, fast=self._fast)
         # switch once the SWITCH-ACK has left the line, and a guard time later; on a
-        # FAST line (either end's measure) it has left when it is drained
+        # FAST line (either end's measure) it has left when it is drained: no guard
         airtime = 0.0 if self._fast else size * self._settings.char_time
         self._timer = self._now + airtime + self._timers.guard(self._settings, fast=self._fast)
 
@@ -1666,7 +1666,7 @@ class Handshake:
             self._ignore(frame, f"a PROBE for step {step}, not {self._r_step}")
             return
         if self._fast and self._state in (State.SWITCH_GUARD, State.SWITCH_APPLY):
-            # On a FAST line the initiator, done with its guard, can probe before
+            # On a FAST line the initiator, which has no guard, can probe before
             # this end has switched; nothing garbled it: take it once switched.
             self._early_probe = frame
             return
