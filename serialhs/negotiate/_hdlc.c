@@ -278,7 +278,8 @@ encode(PyObject *module, PyObject *args)
     put_u32(head + 12, ack);
     head[16] = (unsigned char)(payload.len >> 8);
     head[17] = (unsigned char)payload.len;
-    uint32_t crc = crc_update(crc_update(0xFFFFFFFFu, head, HEADER_SIZE), payload.buf, payload.len);
+    uint32_t crc = crc_update(0xFFFFFFFFu, head, HEADER_SIZE);
+    crc = crc_update(crc, payload.buf, payload.len);
     unsigned char tail[CRC_SIZE];
     put_u32(tail, crc ^ 0xFFFFFFFFu);
     Py_ssize_t size = 2 + HEADER_SIZE + count_escaped(head, HEADER_SIZE) + payload.len +

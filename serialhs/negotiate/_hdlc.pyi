@@ -24,3 +24,9 @@ def escaped_size(data: bytes | bytearray | memoryview, /) -> int:
 def unescape(data: bytes | bytearray | memoryview, /) -> bytes:
     """Undo the byte stuffing between two flags; ValueError for an escape byte
     last or before another."""
+
+def crc32c(data: bytes | bytearray | memoryview, /) -> int:
+    """The CRC-32C of ``data`` (the processor's crc32 instruction where it has one)."""
+
+def crc32c_portable(data: bytes | bytearray | memoryview, /) -> int:
+    """The CRC-32C of ``data`` by tables, as on any processor."""

@@ -259,7 +259,7 @@ def _frame_type(value: int) -> int:
 # -- CRC, escaping, packing -------------------------------------------------------------------
 
 
-CRC32C_POLY = 0x82F63B78  #: CRC-32C's polynomial 0x1EDC6F41, reflected
+_CRC32C_POLY = 0x82F63B78  #: CRC-32C's polynomial 0x1EDC6F41, reflected
 
 
 def _crc_table() -> tuple[int, ...]:
@@ -267,7 +267,7 @@ def _crc_table() -> tuple[int, ...]:
     for byte in range(256):
         crc = byte
         for _ in range(8):
-            crc = (crc >> 1) ^ (CRC32C_POLY if crc & 1 else 0)
+            crc = (crc >> 1) ^ (_CRC32C_POLY if crc & 1 else 0)
         table.append(crc)
     return tuple(table)
 
