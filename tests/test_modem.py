@@ -24,6 +24,7 @@ from serialhs.errors import (
     ModemUnhealthy,
     ProfileError,
 )
+from serialhs.modem import client as client_mod
 from serialhs.modem.client import AsyncModem, Modem, dte_command, probe
 from serialhs.sim.modemsim import ModemSim, NumberBehaviour, load_sim_config
 
@@ -121,6 +122,23 @@ def test_escape_keeps_the_call_and_ato_returns(sim, modems):
     # A modem sends the escape characters on to the far end, as data.
     assert b.read_exactly(10, timeout=5) == b"+++resumed"
     a.hangup()
+
+
+def test_escape_keeps_call_data_unread_past_the_bound(sim, modems, monkeypatch):
+    # More call data unread than the client holds (MAX_DATA) comes in while it
+    # escapes: the escape completes, as it is bounded in time, and every byte that
+    # arrived is still there to read.
+    monkeypatch.setattr(client_mod, "MAX_DATA", 1000)
+    a, b = modems
+    call(a, b, numbers(sim)[1])
+    payload = bytes(range(256)) * 12  # 3072 bytes
+    b.write(payload)
+    time.sleep(0.5)  # all of it in a's driver before the escape pumps it in
+    a.escape()
+    assert not a.online and a.connection is not None  # command mode, the call held
+    assert a.read_exactly(len(payload), timeout=5) == payload
+    a.hangup()
+    until_carrier_lost(b)
 
 
 def test_hang_up_by_dtr_drop(sim, modems):

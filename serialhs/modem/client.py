@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from serialhs.driver.port import Port
@@ -149,6 +150,9 @@ class Modem:
         self._handlers: dict[str | None, list[Callable[[Unsolicited], None]]] = {}
         self._data = bytearray()
         self._carrier_lost = False
+        #: leaving the call (escape, hang-up, carrier loss): data that comes meanwhile is
+        #: kept whatever MAX_DATA says, as those steps are bounded in time
+        self._leaving = False
 
     # -- state ----------------------------------------------------------------------
 
@@ -381,11 +385,20 @@ class Modem:
         except LinesUnsupportedError:
             return _NO_CARRIER_TAIL.search(bytes(self._data[-16:])) is not None
 
+    @contextlib.contextmanager
+    def _leaving_call(self) -> Iterator[None]:
+        self._leaving = True
+        try:
+            yield
+        finally:
+            self._leaving = False
+
     def _lose_carrier(self) -> None:
         # The modem says NO CARRIER after dropping DCD; that is not call data.
         time.sleep(0.05)
         self._read_into_core(0.0)
-        self._dispatch_idle()
+        with self._leaving_call():
+            self._dispatch_idle()
         tail = _NO_CARRIER_TAIL.search(bytes(self._data[-16:]))
         if tail is not None:
             del self._data[len(self._data) - (len(tail.group(0))) :]
@@ -409,7 +422,8 @@ class Modem:
         guard = self.guard_time if guard is None else guard
         time.sleep(guard * 1.1)
         self.port.write(self.core.send_escape(time.monotonic(), timeout=guard + timeout))
-        self._await_final("+++", check=True)
+        with self._leaving_call():
+            self._await_final("+++", check=True)
 
     def go_online(self, *, timeout: float = 10.0) -> Connection:
         """Return to the call after escape() (ATO)."""
@@ -440,7 +454,8 @@ class Modem:
                     if time.monotonic() > deadline:
                         raise ModemTimeout("DTR hang-up", timeout=timeout, port=self.port.url)
                     self._read_into_core(POLL)
-                    self._dispatch_idle()
+                    with self._leaving_call():
+                        self._dispatch_idle()
             finally:
                 self.port.set_dtr(True)
             if self.core.state.name == "DATA":
@@ -542,13 +557,16 @@ class Modem:
                 "%s: garbage from the modem (%s): %r", self.port.url, event.reason, event.data[:64]
             )
         elif isinstance(event, Data):
-            if len(self._data) + len(event.data) > MAX_DATA:
+            # Kept before the bound is checked: what arrived is never dropped, and the
+            # buffer exceeds the bound by at most one read (or what comes while leaving).
+            self._data += event.data
+            if len(self._data) > MAX_DATA and not self._leaving:
                 raise ModemError(
                     f"more than {MAX_DATA} bytes of call data unread",
                     port=self.port.url,
-                    hint="read the call's data as it arrives",
+                    hint="read the call's data as it arrives (read_some() still hands out "
+                    "all of it)",
                 )
-            self._data += event.data
 
     def _pump_until(self, done: Callable[[Any], bool], command: str) -> Any:
         while True:
