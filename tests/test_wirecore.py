@@ -185,6 +185,25 @@ def test_a_full_receiver_overruns_and_counts():
     assert core.stats("b").overruns == 200 - 64
 
 
+def test_a_burst_a_stalled_runtime_delivers_late_is_no_overrun():
+    # The runtime wakes 10 ms late at 115200: about 115 characters arrive at once,
+    # past rx_limit. The program gets as long to read them as the runtime was late,
+    # so the rest of the 200 is not lost meanwhile; a program that then still
+    # reads nothing overruns as before.
+    core = WireCore(wiring=NULL_MODEM, settings=SerialSettings(115200), rx_limit=64)
+    core.transmit("a", b"z" * 200, 0.0)
+    core.handle_timer(0.010)
+    first = delivered(core.events())
+    assert len(first) > 64
+    events = run(core, 0.0175, step=0.002)
+    assert len(first) + len(delivered(events)) == 200
+    assert core.stats("b").overruns == 0
+    run(core, 0.025)  # the 10 ms of grace are over: the program still reads nothing
+    core.transmit("a", b"y" * 200, core.now)
+    run(core, 0.06)
+    assert core.stats("b").overruns == 200
+
+
 def test_rts_cts_protects_a_full_receiver():
     settings = SerialSettings.parse("115200 8N1 rtscts")
     core = WireCore(wiring=NULL_MODEM, settings=settings, rx_limit=64)

@@ -25,7 +25,8 @@ Per direction (sender s -> receiver r):
    kept), mapped through the receiver's termios input flags (how a UART driver
    reports errors and breaks), into a bounded backlog: past ``rx_limit`` the
    receiver overruns (counted) unless flow control or overflow="block" holds the
-   sender back first.
+   sender back first (a burst the runtime delivers late after a stall is
+   excused for as long as it was late).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ _OTHER: dict[End, End] = {"a": "b", "b": "a"}
 
 XON = 0x11
 XOFF = 0x13
+#: A delivery later than this many characters' time means the runtime stalled
+#: (a loaded machine), not that the receiving program was slow (see _deliver_due).
+STALL_CHARS = 8
 #: byte translation tables that keep the low n bits (a receiver with n data bits)
 _MASKS = {n: bytes(b & ((1 << n) - 1) for b in range(256)) for n in (5, 6, 7, 8)}
 
@@ -160,6 +164,11 @@ class _EndState:
     inputs: dict[Line, bool] = dataclasses.field(default_factory=dict)
     policy: RxPolicy = dataclasses.field(default_factory=RxPolicy)
     backlog: int = 0  #: bytes delivered and not yet read (as last reported, plus since)
+    #: bytes delivered since the runtime last stalled (a burst delivered late, and what
+    #: followed it), not counted against rx_limit until ``excused_until``: the program
+    #: gets as long to read them as the runtime was late
+    excused: int = 0
+    excused_until: float = 0.0
     throttled: bool = False  #: the receiver's buffer is high: its UART drops RTS / sends XOFF
     break_on: bool = False
     break_start: float = 0.0
@@ -587,11 +596,16 @@ class WireCore:
         what arrives (counted), unless flow control or overflow="block" guards it.
         The check is made once per delivery, against the backlog its program had
         left when the runtime last looked, so a runtime that wakes late never
-        blames a program that was reading."""
+        blames a program that was reading; and a burst that a stalled runtime
+        delivers late (more than STALL_CHARS characters) does not count against
+        the limit for as long again, the time the program would have had to
+        read it as it arrived."""
         if not d.pending or d.pending[0].at > now:
             return
         dst = self._ends[d.dst]
-        full = dst.backlog >= self.rx_limit and not self._flow_guards(self._ends[d.src], dst)
+        late = now - d.pending[0].at
+        limit = self.rx_limit + (dst.excused if now < dst.excused_until else 0)
+        full = dst.backlog >= limit and not self._flow_guards(self._ends[d.src], dst)
         out = bytearray()
         breaks = 0
         while d.pending and d.pending[0].at <= now:
@@ -615,6 +629,10 @@ class WireCore:
                 dst.stats.overruns += len(out)
             else:
                 dst.backlog += len(out)
+                if now < dst.excused_until:  # still catching up: excused as well
+                    dst.excused += len(out)
+                elif late > STALL_CHARS * dst.settings.char_time:
+                    dst.excused, dst.excused_until = len(out), now + late
                 self._events.append(Deliver(d.dst, bytes(out)))
                 self._update_throttle(d.dst, now)
         self._events.extend(BreakArrived(d.dst) for _ in range(breaks))
