@@ -527,7 +527,7 @@ def test_frames_are_longest_on_a_fast_line(fast, largest):
     The receiver expects the same until a full frame shows otherwise."""
     t = _transfer(frame_size=32768, window=32, fast=fast)
     assert t.segment == largest
-    t.send(bytes(40 * 32768))
+    t.send(bytes(32 * 32768))  # four windows of 8192-byte frames: what a paced sender holds
     now, seen = 0.0, set()
     for _ in range(80):  # clean rounds: a sample with no loss doubles up to the largest
         frames = [f for f in t.frames_to_send(now) if f.type == FrameType.DATA]

@@ -213,8 +213,8 @@ class Transfer:
     ``role``: this end's role in it; ``frame_size`` and ``window``: the agreed
     ones; ``settings``: the agreed serial settings (their character time scales
     the timers); ``send_buffer``: bytes :meth:`send` may hold before they are
-    framed (default: four windows, at least 64 KiB); ``fast``: the handshake
-    found the line FAST (:attr:`Handshake.fast
+    framed (default: four windows of the largest segment, at least 64 KiB);
+    ``fast``: the handshake found the line FAST (:attr:`Handshake.fast
     <serialhs.negotiate.handshake.Handshake.fast>`), which spaces the DACKs out.
     """
 
@@ -256,9 +256,7 @@ class Transfer:
         self._pace = 1.0  #: the line's character time over c, as acknowledgements show it
         own, peer = session.isns(role)
         self._control_seq = (own + 1) & _U32
-        self._limit = (
-            send_buffer if send_buffer is not None else max(65536, 4 * window * frame_size)
-        )
+        self._limit = send_buffer if send_buffer is not None else max(65536, 4 * window * self._top)
         # sender
         self._snd_una = self._snd_next = (own + 1) & _U32
         self._peer_window = window  #: frames from snd_una on the peer takes (its last DACK)
